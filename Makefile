@@ -35,9 +35,9 @@ readme: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python tools/make_readme.py
 export: setup
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
-# publishing the site needs Quarto (https://quarto.org); nbdev_docs reads _quarto.yml through nbs/_quarto.yml
+# publishing the site needs Quarto (https://quarto.org): notebooks are executed, then nbdev_docs renders them
 docs-quarto: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/nbdev_docs
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python tools/render_docs.py --quarto
 
 clean:
 	rm -rf _docs _proc $(DEMO_DIR)

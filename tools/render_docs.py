@@ -1,56 +1,86 @@
-"""Check the docs without Quarto: process the notebooks as nbdev does, execute them, write HTML.
+"""Build the docs: execute the notebooks, process them as nbdev does, and render HTML without Quarto.
 
-`nbdev_docs` (which needs Quarto) remains the way to publish the site. This renders every processed
-notebook in `_proc/` to `_docs/*.html` with nbconvert, executing it so that figures appear, and
-fails on the first error. Cells flagged `slow` or `gpu`, or marked `eval: false`, are not executed.
+Notebooks are committed without outputs, so the docs execute them first: each notebook in `nbs/` is run
+(from its own folder, so relative paths hold) and saved with its outputs to `_exec/`, a mirror of `nbs/`.
+Cells flagged `slow` or `gpu`, or marked `eval: false`, are shown but not run. nbdev's processors then turn
+`_exec/` into `_proc/`, and nbconvert writes every page to `_docs/*.html`; the run fails on the first error.
+
+With Quarto installed, `python tools/render_docs.py --quarto` publishes the site from the same executed
+notebooks (`nbdev_docs --path _exec`), using the one `_quarto.yml` at the top of the repository.
 """
-import os, re, sys, time
+import argparse, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 import nbformat
-from nbconvert import HTMLExporter
-from nbconvert.preprocessors import ExecutePreprocessor, CellExecutionError
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 root = Path(__file__).resolve().parent.parent
-SKIP = re.compile(r'^#\|\s*(eval:\s*false|slow|gpu|notest)\b', re.I)
+SKIP = re.compile(r'^#\|\s*(eval:\s*false|slow|gpu)\s*$', re.I)
 
-def process():
+def notebooks(folder):
+    return sorted(p for p in folder.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts and not p.name.startswith('_'))
+
+def execute(src, dest, timeout):
+    nb = nbformat.read(src, as_version=4)
+    for c in nb.cells:
+        if c.cell_type == 'code' and any(SKIP.match(l.strip()) for l in c.source.splitlines()[:8]):
+            c.metadata.setdefault('tags', []).append('skip-execution')
+    NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(src.parent)}}).execute()
+    for c in nb.cells:
+        tags = c.metadata.get('tags', [])
+        if 'skip-execution' in tags: tags.remove('skip-execution')
+        if not tags: c.metadata.pop('tags', None)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
+
+def mirror(nbs, out):
+    if out.exists(): shutil.rmtree(out)
+    shutil.copytree(nbs, out, symlinks=False, ignore=shutil.ignore_patterns('*.ipynb', '.ipynb_checkpoints'))
+
+def process(path):
     os.chdir(root)
     from nbdev.quarto import refresh_quarto_yml, nbdev_sidebar
     from nbdev.serve import proc_nbs
     import nbdev.doclinks
     refresh_quarto_yml()
     nbdev.doclinks._build_modidx()
-    nbdev_sidebar.__wrapped__()
-    return proc_nbs(force=True, n_workers=0)
+    for f in ['nbdev.yml']: shutil.copy(root/'nbs'/f, path/f)
+    nbdev_sidebar.__wrapped__(path=path)
+    return Path(proc_nbs(path=path, force=True, n_workers=0))
 
-def render(nb_path, proc, out, timeout):
-    nb = nbformat.read(nb_path, as_version=4)
-    for c in nb.cells:
-        if c.cell_type == 'code' and any(SKIP.match(l.strip()) for l in c.source.splitlines()[:8]):
-            c.source = '# (not executed in the docs check: flagged slow, gpu or eval: false)\n' + '\n'.join('# ' + l for l in c.source.splitlines())
-    ExecutePreprocessor(timeout=timeout, kernel_name='python3').preprocess(nb, {'metadata': {'path': str(nb_path.parent)}})
-    html, _ = HTMLExporter().from_notebook_node(nb)
-    dest = out/nb_path.relative_to(proc).with_suffix('.html')
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(html, encoding='utf-8')
-    return dest
+def to_html(proc, out):
+    from nbconvert import HTMLExporter
+    pages = notebooks(proc)
+    for p in pages:
+        html, _ = HTMLExporter().from_notebook_node(nbformat.read(p, as_version=4))
+        dest = out/p.relative_to(proc).with_suffix('.html')
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(html, encoding='utf-8')
+    return pages
 
 def main():
-    timeout = int(os.environ.get('SAFEDRIFT_DOCS_TIMEOUT', '600'))
-    proc = Path(process())
-    out = root/'_docs'
-    nbs = sorted(p for p in proc.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
-    if not nbs: sys.exit('no processed notebooks found in _proc/')
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--quarto', action='store_true', help='publish with nbdev_docs (needs Quarto) instead of nbconvert')
+    ap.add_argument('--timeout', type=int, default=int(os.environ.get('SAFEDRIFT_DOCS_TIMEOUT', '900')), help='seconds per cell')
+    a = ap.parse_args()
+    nbs, exe = root/'nbs', root/'_exec'
+    mirror(nbs, exe)
     failed = []
-    for p in nbs:
+    for src in notebooks(nbs):
         t = time.time()
-        try: dest = render(p, proc, out, timeout)
+        try: execute(src, exe/src.relative_to(nbs), a.timeout)
         except CellExecutionError as e:
-            failed.append(p); print(f"FAILED {p.relative_to(proc)}:\n{str(e)[-3000:]}"); continue
-        print(f"ok {p.relative_to(proc)} -> {dest.relative_to(root)} ({time.time()-t:.1f} s)")
-    if failed: sys.exit(f"{len(failed)} notebook(s) failed to render")
+            failed.append(src); print(f"FAILED {src.relative_to(root)}:\n{str(e)[-3000:]}", flush=True); continue
+        print(f"executed {src.relative_to(root)} ({time.time() - t:.1f} s)", flush=True)
+    if failed: sys.exit(f"{len(failed)} notebook(s) failed to execute")
+    if a.quarto:
+        if not shutil.which('quarto'): sys.exit('Quarto is not installed (https://quarto.org); without it, run this script without --quarto')
+        sys.exit(subprocess.call(['nbdev_docs', '--path', str(exe)], cwd=root))
+    proc = process(exe)
+    out = root/'_docs'
+    pages = to_html(proc, out)
     if not (out/'index.html').exists(): sys.exit('_docs/index.html missing')
-    print(f"docs rendered: {len(nbs)} pages in {out.relative_to(root)}/")
+    print(f"docs rendered: {len(pages)} pages in {out.relative_to(root)}/")
 
 if __name__ == '__main__': main()
