@@ -29,6 +29,8 @@ def changed(a, b): return sorted(k for k in set(a) | set(b) if a.get(k) != b.get
 problems = [('nbdev_clean changed (commit the cleaned notebooks)', changed(before, cleaned)),
             ('nbdev_export changed (the library is not what the notebooks export)', changed(cleaned, exported)),
             ('README.md is not what nbs/index.ipynb generates (run `make readme`)', changed(exported, after))]
+lint = subprocess.run([sys.executable, 'tools/nb_imports.py'], cwd=root, capture_output=True, text=True)
+if lint.returncode: problems.append(('docs processing would fail', lint.stdout.strip().splitlines()[1:]))
 bad = [(msg, files) for msg, files in problems if files]
 for msg, files in bad: print(f"{msg}:\n  " + "\n  ".join(files))
 if bad: sys.exit(1)

@@ -21,12 +21,24 @@ SKIP = re.compile(r'^#\|\s*(eval:\s*false|slow|gpu)\s*$', re.I)
 def notebooks(folder):
     return sorted(p for p in folder.rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts and not p.name.startswith('_'))
 
-def execute(src, dest, timeout):
+def _load(src):
+    "The notebook with its slow/gpu/eval-false cells tagged so nbclient shows but skips them."
     nb = nbformat.read(src, as_version=4)
     for c in nb.cells:
         if c.cell_type == 'code' and any(SKIP.match(l.strip()) for l in c.source.splitlines()[:8]):
             c.metadata.setdefault('tags', []).append('skip-execution')
-    NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(src.parent)}}).execute()
+    return nb
+
+def execute(src, dest, timeout):
+    for attempt in range(3):   # a kernel can fail to start when another process takes its port: try again
+        nb = _load(src)
+        try:
+            NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(src.parent)}}).execute()
+            break
+        except CellExecutionError: raise
+        except Exception as e:
+            if attempt == 2: raise
+            print(f"retrying {src.name} after {type(e).__name__}: {e}", flush=True)
     for c in nb.cells:
         tags = c.metadata.get('tags', [])
         if 'skip-execution' in tags: tags.remove('skip-execution')
@@ -39,6 +51,8 @@ def mirror(nbs, out):
     shutil.copytree(nbs, out, symlinks=False, ignore=shutil.ignore_patterns('*.ipynb', '.ipynb_checkpoints'))
 
 def process(path):
+    import warnings
+    warnings.filterwarnings('ignore', message='Found cells containing imports and other code')
     os.chdir(root)
     from nbdev.quarto import refresh_quarto_yml, nbdev_sidebar
     from nbdev.serve import proc_nbs
