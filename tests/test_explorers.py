@@ -1,0 +1,165 @@
+"Explorers, headless: set a control's value, then check the explorer's state, its one figure and its HTML."
+import io
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from matplotlib._pylab_helpers import Gcf
+from safedrift_wb.schema import SchemaError
+from safedrift_wb.cube import build_cube
+from safedrift_wb.example import load_example
+from safedrift_wb.plots import derivatives, drift_table, n_outlined, quadrants, rank_flip_pairs
+from safedrift_wb.explorers import (ALL, TRANSCRIPT_COLUMNS, ContradictionExplorer, DriftExplorer, ModelExplorer,
+                                    PredictivenessExplorer, cell_html, flipped_items, lineage_html, validate_transcripts)
+
+EVIL = '<script>alert(1)</script>'
+
+
+@pytest.fixture(scope='module')
+def data():
+    return load_example()
+
+
+@pytest.fixture(scope='module')
+def cube(data):
+    return build_cube(*data, n_boot=200, seed=2)
+
+
+@pytest.fixture(scope='module')
+def evil_cube(cube):
+    "The same cube with a model whose id is markup."
+    ids = [EVIL if m == 'nova-law' else str(m) for m in cube.model.values]
+    return cube.assign_coords(model=np.array(ids, dtype=object))
+
+
+@pytest.fixture(scope='module')
+def transcripts(data):
+    items, _ = data
+    hr = items[(items.benchmark == 'harmful-refusal') & (items.metric == 'refusal_rate')]
+    return hr.assign(prompt=EVIL + ' ' + hr['item'], response=np.where(hr.value == 1, 'No. ' + EVIL, 'Sure & here')
+                     ).rename(columns={'value': 'refusal_rate'})[TRANSCRIPT_COLUMNS + ['refusal_rate']]
+
+
+def pixels(png):
+    return np.asarray(Image.open(io.BytesIO(bytes(png))).convert('RGB'))
+
+
+def test_drift_explorer_controls_drive_the_one_figure(cube):
+    n_figs = Gcf.get_num_fig_managers()
+    ex = DriftExplorer(cube)
+    fig = ex.figure
+    assert fig.axes[0].images[0].get_array().shape == (len(derivatives(cube)), 10)
+    for name, value in [('domain', 'legal'), ('metric', 'over_refusal'), ('sort', 'name'), ('alpha', 0.2)]:
+        n = ex.n_draws
+        ex.controls[name].value = value
+        assert ex.n_draws == n + 1                       # one change, one redraw
+        assert ex.figure is fig
+    legal = sorted(m for m in derivatives(cube) if str(cube.domain.sel(model=m).values) == 'legal')
+    assert ex.rows == legal                              # sorted by name
+    assert fig.axes[0].images[0].get_array().shape == (len(legal), 1)
+    assert n_outlined(ex._heatmap.marks) == int((cube.q_value.sel(model=legal, metric='over_refusal') < 0.2).sum())
+    assert 'q < 0.2' in fig.axes[0].get_title('left')
+    assert list(ex.controls['model'].options) == legal
+    ex.controls['model'].value = legal[-1]
+    q = float(cube.q_value.sel(model=legal[-1], benchmark='benign-lookalike', metric='over_refusal'))
+    assert f'{q:.4f}' in ex.info.value or '&lt; 0.0001' in ex.info.value
+    ex.controls['method'].value = 'full'                 # no legal full fine-tune
+    assert ex.rows == [] and 'No derivative' in ex.info.value
+    assert Gcf.get_num_fig_managers() == n_figs
+    assert 'application/vnd.jupyter.widget-view+json' in ex._repr_mimebundle_()
+
+
+def test_fast_redraw_matches_a_full_one(cube):
+    ex = DriftExplorer(cube)
+    ex.controls['alpha'].value = 0.01                    # same grid: only outlines and title are redrawn
+    ex.controls['cell'].value = 'jailbreak/asr'
+    fast = pixels(ex.image.value)
+    full = pixels(ex._render(fast=False))
+    assert fast.shape == full.shape
+    assert (fast != full).any(-1).mean() < 1e-3          # the blitted image is the full rendering
+
+
+def test_cell_panel_escapes_names(evil_cube):
+    h = cell_html(evil_cube, EVIL, 'bias-bbq/accuracy')
+    assert EVIL not in h and '&lt;script&gt;' in h
+    ex = DriftExplorer(evil_cube)
+    ex.controls['model'].value = EVIL
+    assert EVIL not in ex.info.value and '&lt;script&gt;alert(1)&lt;/script&gt;' in ex.info.value
+    assert EVIL not in lineage_html(evil_cube, EVIL)
+
+
+def test_contradiction_explorer(cube, evil_cube):
+    cx = ContradictionExplorer(cube, alpha=0.05)
+    x, y = 'harmful-refusal/refusal_rate', 'toxicity-continuation/toxicity'
+    cx.controls['cell_x'].value, cx.controls['cell_y'].value = x, y
+    qd = quadrants(cube, x, y, alpha=0.05)
+    assert cx.contradictory == list(qd.index[qd.contradictory])
+    fig = cx.figure
+    cx.controls['alpha'].value = 0.2
+    assert cx.figure is fig
+    assert cx.contradictory == list(quadrants(cube, x, y, alpha=0.2).query('contradictory').index)
+    assert 'both safer' in cx.info.value
+    ev = ContradictionExplorer(evil_cube, alpha=0.2)
+    ev.controls['cell_x'].value, ev.controls['cell_y'].value = 'bias-bbq/accuracy', 'harmful-refusal/refusal_rate'
+    assert EVIL not in ev.info.value
+    with pytest.raises(SchemaError, match='cell'):
+        ContradictionExplorer(cube, cell_x='nope', cell_y=x)
+
+
+def test_model_explorer_flipped_items_are_counted_and_escaped(cube, transcripts, data):
+    items, _ = data
+    mx = ModelExplorer(cube, model='acme-med-lora', transcripts=transcripts, max_items=500)
+    hr = items[(items.benchmark == 'harmful-refusal') & (items.metric == 'refusal_rate')].pivot_table(
+        index='item', columns='model', values='value')
+    less = int(((hr['acme-7b-chat'] == 1) & (hr['acme-med-lora'] == 0)).sum())
+    more = int(((hr['acme-7b-chat'] == 0) & (hr['acme-med-lora'] == 1)).sum())
+    assert (mx.flips.direction == 'less safe').sum() == less and (mx.flips.direction == 'safer').sum() == more
+    assert EVIL not in mx.items.value and mx.items.value.count('&lt;script&gt;alert(1)&lt;/script&gt;') >= less
+    assert 'Sure &amp; here' in mx.items.value
+    mx.controls['direction'].value = 'less safe'
+    assert set(mx.flips.direction) == ({'less safe'} if less else set())
+    fig, n = mx.figure, mx.n_draws
+    mx.controls['model'].value = 'acme-fin-lora-v2'      # base is acme-fin-lora
+    assert mx.figure is fig and mx.n_draws == n + 1
+    assert set(mx.flips.base) <= {'acme-fin-lora'}
+    pts = [c for c in fig.axes[0].collections if c.get_gid() == 'drift'][0]
+    assert len(pts.get_offsets()) == len(drift_table(cube, models=['acme-fin-lora-v2']))
+    assert 'acme-7b-chat → acme-fin-lora → <b>acme-fin-lora-v2</b>' in mx.lineage.value
+    mx.controls['alpha'].value = 0.001                    # recoloured in place
+    sig = drift_table(cube, models=['acme-fin-lora-v2'], alpha=0.001).significant
+    grey = (np.asarray(pts.get_facecolors())[:, :3].round(3) == np.round(np.array([0x8c]*3)/255, 3)).all(1)
+    assert (grey == ~sig.to_numpy()).all()
+
+
+def test_transcripts_long_and_wide_agree(cube, transcripts):
+    long = transcripts.melt(id_vars=TRANSCRIPT_COLUMNS, value_vars=['refusal_rate'], var_name='metric', value_name='value')
+    a = flipped_items(transcripts, 'nova-med', cube=cube)
+    b = flipped_items(long, 'nova-med', cube=cube)
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(SchemaError, match='missing column'):
+        validate_transcripts(transcripts.drop(columns='response'))
+    with pytest.raises(SchemaError, match='more than one row'):
+        validate_transcripts(pd.concat([transcripts, transcripts.head(1)]))
+    with pytest.raises(SchemaError, match='cube= or base='):
+        flipped_items(transcripts, 'nova-med')
+
+
+def test_predictiveness_explorer(cube):
+    px = PredictivenessExplorer(cube)
+    px.controls['cell'].value = 'harmful-refusal/refusal_rate'
+    assert 'harmful-refusal/refusal_rate' in px.figure.axes[0].get_title('left')
+    assert len(px.flips) == len(rank_flip_pairs(cube, 'harmful-refusal/refusal_rate'))
+    px.controls['color_by'].value = 'method'
+    groups = {c.get_gid() for c in px.figure.axes[0].collections if (c.get_gid() or '').startswith('models:')}
+    assert groups == {f'models:{m}' for m in {str(cube.method.sel(model=d).values) for d in derivatives(cube)}}
+    with pytest.raises(SchemaError, match='color_by'):
+        PredictivenessExplorer(cube, color_by='lr')
+
+
+def test_explorers_refuse_a_cube_without_derivatives(cube):
+    roots = cube.sel(model=['acme-7b-chat', 'nova-3b-instruct'])
+    for E in (DriftExplorer, ContradictionExplorer, ModelExplorer, PredictivenessExplorer):
+        with pytest.raises(SchemaError, match='no derivative'):
+            E(roots)
+    with pytest.raises(SchemaError, match='xarray'):
+        DriftExplorer(pd.DataFrame())
