@@ -63,11 +63,21 @@ def process(path):
     nbdev_sidebar.__wrapped__(path=path)
     return Path(proc_nbs(path=path, force=True, n_workers=0))
 
+def _frontmatter_to_heading(nb):
+    "Quarto reads the page title from a raw YAML cell; for plain HTML turn it into a heading."
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == 'raw' and c.source.lstrip().startswith('---'):
+            meta = dict(re.findall(r'^(\w[\w-]*):\s*(.*)$', c.source, re.M))
+            text = (f"# {meta['title']}\n" if meta.get('title') else '') + (f"\n> {meta['description']}" if meta.get('description') else '')
+            nb.cells[i] = nbformat.v4.new_markdown_cell(text)
+            break
+    return nb
+
 def to_html(proc, out):
     from nbconvert import HTMLExporter
     pages = notebooks(proc)
     for p in pages:
-        html, _ = HTMLExporter().from_notebook_node(nbformat.read(p, as_version=4))
+        html, _ = HTMLExporter().from_notebook_node(_frontmatter_to_heading(nbformat.read(p, as_version=4)))
         dest = out/p.relative_to(proc).with_suffix('.html')
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(html, encoding='utf-8')
@@ -79,6 +89,7 @@ def main():
     ap.add_argument('--timeout', type=int, default=int(os.environ.get('SAFEDRIFT_DOCS_TIMEOUT', '900')), help='seconds per cell')
     a = ap.parse_args()
     nbs, exe = root/'nbs', root/'_exec'
+    os.environ.pop('MPLBACKEND', None)   # kernels must use the inline backend so figures land in the pages
     mirror(nbs, exe)
     failed = []
     for src in notebooks(nbs):
