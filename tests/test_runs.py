@@ -48,8 +48,9 @@ method = "lora"
 
 
 def test_example_plans_parse_offline():
-    plans = sorted((project_data_dir()/'plans').glob('*.toml'))
-    assert len(plans) >= 2
+    import tomllib
+    plans = [p for p in sorted((project_data_dir()/'plans').glob('*.toml')) if 'models' in tomllib.loads(p.read_text())]
+    assert len(plans) >= 2       # evaluation plans; fine-tuning-only plans are checked by the fine-tuning tests
     for p in plans:
         plan = read_plan(p)
         models = plan.model_table()
