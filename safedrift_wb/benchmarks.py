@@ -489,10 +489,15 @@ def _gen_items(rows, meta_keys):
     return [dict(item=r['id'], prompt=r['prompt'], meta={k: r[k] for k in meta_keys}) for r in rows]
 
 def _jailbreak_items():
+    "Each harmful request once, in one template: the k-th request of a harm category gets template k (mod the count)."
     reqs, tpls = read_suite_file('harmful.jsonl'), read_suite_file('jailbreak_templates.jsonl')
-    return [dict(item=f"{r['id']}::{t['id']}", prompt=t['template'].replace('{request}', r['prompt']),
-                 meta=dict(base=r['id'], template=t['id'], harm=r['harm'], request=r['prompt']))
-            for r in reqs for t in tpls]
+    seen, out = {}, []
+    for r in reqs:
+        k = seen[r['harm']] = seen.get(r['harm'], -1) + 1
+        t = tpls[k % len(tpls)]
+        out.append(dict(item=f"{r['id']}::{t['id']}", prompt=t['template'].replace('{request}', r['prompt']),
+                        meta=dict(base=r['id'], template=t['id'], harm=r['harm'], request=r['prompt'])))
+    return out
 
 def _bias_items():
     return [dict(item=r['id'], context=r['context'], question=r['question'], choices=r['choices'], label=r['label'],
@@ -519,8 +524,8 @@ def _utility_items(domain):
     return [dict(item=r['id'], context=r['question'], choices=r['choices'], label=r['label'], meta=dict(domain=domain))
             for r in read_suite_file(f'domain_utility_{domain}.jsonl')]
 
-def _suite_benchmark(id, category, task, metrics, judges, loader, files, description, **kw):
-    return Benchmark(id, SUITE_VERSION, category, task, metrics, judges, loader, description=description,
+def _suite_benchmark(id, category, task, metrics, judges, loader, files, description, version=SUITE_VERSION, **kw):
+    return Benchmark(id, version, category, task, metrics, judges, loader, description=description,
                      source=_SUITE_SOURCE.format(', '.join(files)), license=_SUITE_LICENSE, **kw)
 
 def make_default_suite() -> list[Benchmark]:
@@ -535,7 +540,8 @@ def make_default_suite() -> list[Benchmark]:
                          'Benign requests that resemble harmful ones; a helpful model answers them.'),
         _suite_benchmark('jailbreak-wrapped', 'jailbreak', 'generate', {'refusal_rate': True, 'asr': False}, R,
                          _jailbreak_items, ['harmful.jsonl', 'jailbreak_templates.jsonl'],
-                         'The harmful requests wrapped in five jailbreak templates; attack success is compliance.'),
+                         'The harmful requests, each wrapped in one of five jailbreak templates; attack success is compliance.',
+                         version='1.1'),  # 1.0 asked every request in every template (225 items)
         _suite_benchmark('toxicity-continuation', 'toxicity', 'generate', {'toxicity': False, 'toxic_rate': False}, T,
                          lambda: _gen_items(read_suite_file('toxicity.jsonl'), ['invites']), ['toxicity.jsonl'],
                          'Sentence openings that invite an insult, threat or profanity; the continuation is scored.',
@@ -556,8 +562,9 @@ def make_default_suite() -> list[Benchmark]:
     for d in ('medical', 'legal', 'finance'):
         bs.append(_suite_benchmark(f'domain-utility-{d}', 'domain-utility', 'multiple_choice', {'domain_accuracy': True}, (),
                                    (lambda d=d: _utility_items(d)), [f'domain_utility_{d}.jsonl'],
-                                   f'General-knowledge {d} questions with four options: the utility a {d} fine-tune should gain.',
-                                   template='letters'))
+                                   f'General-knowledge {d} questions with four options, each answer scored as a continuation: '
+                                   f'the utility a {d} fine-tune should gain.',
+                                   template='qa', version='1.1'))  # 1.0 scored option letters, which small models cannot use
     return bs
 
 SUITE_IDS = [b.id for b in make_default_suite()]

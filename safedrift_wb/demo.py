@@ -15,7 +15,7 @@ from .schema import UsageError
 __all__ = ['DEMO_GENERATION', 'demo_plan', 'write_outputs', 'family_available', 'run_demo', 'run_example_demo', 'cli_demo']
 
 # %% ../nbs/80_demo.ipynb #01f88e04
-DEMO_GENERATION = dict(max_new_tokens=40, temperature=0.0, seed=0)
+DEMO_GENERATION = dict(max_new_tokens=32, temperature=0.0, seed=0)
 
 def demo_plan(*, subset:int|None=None, # at most this many items per benchmark (None: all)
               models:list[dict]|None=None, # `[[models]]` entries (default: the SmolLM2 family with its committed adapters)
@@ -67,7 +67,9 @@ def family_available() -> bool:
 
 def run_demo(out, # output folder
              *, subset:int|None=None, # items per benchmark (None: all)
-             n_boot:int=2000, alpha:float=0.05, workers:int|None=None, progress:bool=True,
+             n_boot:int=2000, alpha:float=0.05,
+             workers:int|None=None, # local worker processes (None: serial; on a small CPU serial is fastest)
+             progress:bool=True,
              plan=None, # a plan to run instead of the SmolLM2 family (tests use a tiny family)
              quiet:bool=False) -> dict:
     "The main job: evaluate the family, build the cube, analyse, report; returns paths, status and timings."
@@ -116,7 +118,7 @@ def cli_demo(argv:list[str]) -> int:
     p.add_argument('-o', '--out', default='safedrift-demo', help='output folder (default: ./safedrift-demo)')
     p.add_argument('--subset', type=int, help='evaluate at most N items per benchmark (a quick, workshop-sized run)')
     p.add_argument('--example', action='store_true', help='skip evaluation: use the bundled simulated item results')
-    p.add_argument('--workers', type=int, help='local Dask worker processes')
+    p.add_argument('--workers', type=int, help='local worker processes, one model each (default: serial, which is fastest on a small CPU: torch already uses every core)')
     p.add_argument('--n-boot', type=int, default=2000); p.add_argument('--alpha', type=float, default=0.05)
     p.add_argument('--no-progress', action='store_true')
     a = parse(p, argv)
@@ -129,5 +131,7 @@ def cli_demo(argv:list[str]) -> int:
         a.example = True
     if a.example:
         run_example_demo(Path(a.out), n_boot=a.n_boot, alpha=a.alpha); return 0
-    res = run_demo(Path(a.out), subset=a.subset, n_boot=a.n_boot, alpha=a.alpha, workers=a.workers, progress=not a.no_progress)
+    if a.workers is not None and a.workers < 1: raise UsageError('--workers must be a positive integer')
+    workers = None if a.workers in (None, 1) else a.workers
+    res = run_demo(Path(a.out), subset=a.subset, n_boot=a.n_boot, alpha=a.alpha, workers=workers, progress=not a.no_progress)
     return 1 if (res['status'].status == 'failed').any() else 0

@@ -14,7 +14,7 @@ from .schema import SchemaError, UsageError, validate_models
 # %% auto #0
 __all__ = ['MODEL_KEYS', 'GEN_KEYS', 'BENCH_KEYS', 'LOAD_KEYS', 'TOP_KEYS', 'RUN_KEYS', 'DEFAULT_GENERATION', 'CHUNK',
            'PlanError', 'ModelSpec', 'Plan', 'parse_plan', 'read_plan', 'atomic_write', 'atomic_parquet',
-           'model_identity', 'unit_key', 'run_unit', 'make_judges', 'eval_model', 'evaluate', 'load_run',
+           'model_identity', 'unit_key', 'run_unit', 'make_judges', 'eval_model', 'evaluate', 'run_scope', 'load_run',
            'load_transcripts', 'format_status', 'cli_eval']
 
 # %% ../nbs/07_runs.ipynb #11e3f485
@@ -360,6 +360,7 @@ def evaluate(plan:Plan, # a parsed plan
     models = plan.model_table()
     atomic_parquet(models.reset_index(), out/'models.parquet')
     models.reset_index().to_csv(out/'models.csv.tmp', index=False); os.replace(out/'models.csv.tmp', out/'models.csv')
+    atomic_write(out/'scope.json', json.dumps(dict(models=[m.id for m in plan.models], benchmarks=[b.id for b in plan.benchmarks])))
     kw = dict(limit=plan.limit, generation=plan.generation, judge_options=plan.judges, force=force)
     if workers or scheduler:
         from dask.distributed import Client, LocalCluster
@@ -369,8 +370,15 @@ def evaluate(plan:Plan, # a parsed plan
             cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
             client = Client(cluster)
         try:
+            from dask.distributed import as_completed
+            from tqdm.auto import tqdm
             futs = [client.submit(eval_model, m, plan.benchmarks, str(out), progress=False, pure=False, key=f'eval-{m.id}', **kw) for m in plan.models]
-            recs = [r for f in futs for r in f.result()]
+            done = {}
+            with tqdm(total=len(futs), desc=f'models ({int(workers) if workers else "cluster"} workers)', unit='model', disable=not progress) as bar:
+                for f in as_completed(futs):
+                    done[f.key] = f.result(); bar.update(1)
+                    bar.set_postfix_str(f.key.removeprefix('eval-'), refresh=True)
+            recs = [r for f in futs for r in done[f.key]]
         finally:
             client.close()
             if cluster is not None: cluster.close()
@@ -387,8 +395,24 @@ def evaluate(plan:Plan, # a parsed plan
     return status
 
 # %% ../nbs/07_runs.ipynb #63e9f019
+def run_scope(run_dir) -> tuple[set, set|None]:
+    "(models, benchmarks) of the plan last evaluated into `run_dir` (benchmarks None: not recorded, all of them)."
+    d = Path(run_dir)
+    models = set(pd.read_csv(d/'models.csv', usecols=['model'], dtype=str).model)
+    try: bs = set(json.loads((d/'scope.json').read_text())['benchmarks'])
+    except (OSError, ValueError, KeyError): bs = None
+    return models, bs
+
+def _units_in_scope(d:Path, models=None, benchmarks=None):
+    "unit.json paths of `d` whose model and benchmark are in the given sets (default: the run's scope)."
+    if models is None and benchmarks is None and (d/'models.csv').exists(): models, benchmarks = run_scope(d)
+    for uj in sorted(d.glob('units/*/*/unit.json')):
+        m, b = uj.parent.parent.name, uj.parent.name
+        if (models and m not in models) or (benchmarks and b not in benchmarks): continue
+        yield uj
+
 def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    "(items, models, provenance) of a run directory written by `evaluate`."
+    "(items, models, provenance) of a run directory written by `evaluate`: the units of the plan last evaluated there."
     d = Path(run_dir)
     if not (d/'models.csv').exists(): raise FileNotFoundError(f"not a run directory (no models.csv): {d}")
     models = pd.read_csv(d/'models.csv', keep_default_na=False, na_values={c: [''] for c in ()})
@@ -397,7 +421,7 @@ def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
             conv = pd.to_numeric(models[c].replace('', np.nan), errors='coerce')
             if conv.notna().sum() == (models[c] != '').sum(): models[c] = conv
     frames, units = [], []
-    for uj in sorted(d.glob('units/*/*/unit.json')):
+    for uj in _units_in_scope(d):
         rec = json.loads(uj.read_text())
         df = pd.read_parquet(uj.parent/'items.parquet')
         frames.append(df.assign(model=uj.parent.parent.name, benchmark=rec['benchmark'], category=rec['category']))
@@ -410,11 +434,10 @@ def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return items, models, prov
 
 def load_transcripts(run_dir, models=None, benchmarks=None) -> pd.DataFrame:
-    "Prompts, responses and item scores of finished units (optionally only some models/benchmarks)."
+    "Prompts, responses and item scores of finished units: of the given models/benchmarks, by default the run's scope."
     frames = []
-    for uj in sorted(Path(run_dir).glob('units/*/*/unit.json')):
+    for uj in _units_in_scope(Path(run_dir), models, benchmarks):
         m, b = uj.parent.parent.name, uj.parent.name
-        if (models and m not in models) or (benchmarks and b not in benchmarks): continue
         frames.append(pd.read_parquet(uj.parent/'transcript.parquet').assign(model=m, benchmark=b))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=['model', 'benchmark', 'item', 'prompt', 'response'])
 

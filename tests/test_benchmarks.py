@@ -50,7 +50,7 @@ def test_suite_content_rules():
     assert len(cats) >= 8 and not any('minor' in c or 'sexual' in c for c in cats)
     jb = get_benchmark('jailbreak-wrapped').items()
     tpls = {it['meta']['template'] for it in jb}
-    assert len(tpls) >= 4 and len(jb) == len(harm) * len(tpls)
+    assert len(tpls) >= 4 and sorted(it['meta']['base'] for it in jb) == sorted(by for by in (it['item'] for it in harm))  # each request once
     by_id = {it['item']: it for it in harm}
     for it in jb:
         base, tpl = it['item'].split('::')
@@ -271,10 +271,10 @@ def test_content_hash_tracks_content():
 def test_limit_is_nested_spread_and_copied():
     b = get_benchmark('jailbreak-wrapped')
     full = [it['item'] for it in b.items()]
-    a, c = [it['item'] for it in b.items(limit=20)], [it['item'] for it in b.items(limit=60)]
-    assert set(a) <= set(c) and len(a) == 20 and len(c) == 60
+    a, c = [it['item'] for it in b.items(limit=20)], [it['item'] for it in b.items(limit=30)]
+    assert set(a) <= set(c) and len(a) == 20 and len(c) == 30
     assert a == [i for i in full if i in set(a)]           # file order kept
-    assert len({b.items(limit=40)[k]['meta']['template'] for k in range(40)}) == 5
+    assert len({b.items(limit=30)[k]['meta']['template'] for k in range(30)}) == 5
     its = b.items(limit=1); its[0]['prompt'] = 'changed'
     assert b.items(limit=1)[0]['prompt'] != 'changed'
     with pytest.raises(SchemaError, match='positive integer'): b.items(limit=0)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from safedrift_wb.cli import main
 from safedrift_wb.engine import load_model, quiet_transformers
 from safedrift_wb.finetune import (IGNORE, FinetunePlan, FinetuneSpec, _collate, _head, adapter_digest, adapters_dir, data_stats,
-                                   encode_example, family_plan_path, finetune, mean_reply_loss, mix_data, parse_finetune,
+                                   encode_example, eval_models, family_plan_path, finetune, mean_reply_loss, mix_data, parse_finetune,
                                    read_corpus, read_finetune, reply_loss, resolve_base, suite_overlap, train_lora, weights_digest)
 from safedrift_wb.runs import PlanError
 from safedrift_wb.schema import UsageError
@@ -167,11 +167,13 @@ def test_training_reduces_the_loss(tiny, tok):
 
 
 def test_same_seed_same_adapter(tmp_path, tiny):
-    plan = read_finetune(write_plan(tmp_path, tiny, [{"name": "a", "corpus": ["legal"], "safety_share": 0.1}]))
+    plan = read_finetune(write_plan(tmp_path, tiny, [{"name": "a", "corpus": ["legal"], "safety_share": 0.1, "threads": 1}]))
+    n0 = torch.get_num_threads()
     recs = [finetune(plan.run("a"), tmp_path / f"out{i}", plan=plan, progress=False) for i in range(2)]
     w = [load_file(tmp_path / f"out{i}" / "a" / "adapter_model.safetensors") for i in range(2)]
     assert w[0].keys() == w[1].keys() and all(torch.equal(w[0][k], w[1][k]) for k in w[0])
     assert recs[0]["loss"] == recs[1]["loss"] and recs[0]["adapter_sha256"] == recs[1]["adapter_sha256"]
+    assert recs[0]["torch_threads"] == 1 and torch.get_num_threads() == n0   # the setting is recorded, then restored
     other = FinetuneSpec(**{**plan.run("a").__dict__, "seed": 1})
     rec = finetune(other, tmp_path / "out2", plan=plan, progress=False)
     assert rec["adapter_sha256"] != recs[0]["adapter_sha256"]
@@ -224,6 +226,12 @@ def test_chained_bases(tmp_path, tiny):
         a, b = load_model(folder), load_model(tiny, adapter=plan.output / "parent")
         (la, _), = a.loglikelihood([("Q: hi", " there")]); (lb, _), = b.loglikelihood([("Q: hi", " there")])
         assert abs(la - lb) < 1e-4
+        ms = eval_models(plan)                                        # ready for an evaluation plan
+        assert [m["id"] for m in ms] == [tiny.name, "child", "parent"]
+        assert ms[2]["adapter"] == str(plan.output / "parent") and ms[1]["path"] == str(folder)
+        from safedrift_wb.runs import parse_plan
+        pl = parse_plan({"benchmarks": {"suite": "none", "ids": ["harmful-refusal"]}, "models": ms})
+        assert pl.model_table().loc["child", "base"] == "parent"
         mt = plan.model_table()
         assert mt.loc["child", "base"] == "parent" and mt.loc["parent", "base"] == tiny.name and mt.loc[tiny.name, "method"] == "base"
     finally:
@@ -242,6 +250,7 @@ RAW = {"finetune": {"base": "smollm2", "runs": [{"name": "x", "corpus": ["medica
     ({"runs": [{"name": "x", "corpus": ["medical"], "rank": "8"}]}, "[[finetune.runs]][0].rank: expected int, got '8'"),
     ({"runs": [{"name": "x", "corpus": ["medical"], "seed": True}]}, "[[finetune.runs]][0].seed: expected int, got True"),
     ({"runs": [{"name": "x", "corpus": ["medical"], "lr": -1}]}, "lr must be positive"),
+    ({"runs": [{"name": "x", "corpus": ["medical"], "threads": 0}]}, "threads must be at least 1"),
     ({"runs": [{"name": "x"}]}, "[[finetune.runs]][0]: missing key 'corpus'"),
     ({"runs": [{"name": "x y", "corpus": ["m"]}]}, "run name must be letters"),
     ({"runs": [{"name": "x", "corpus": ["m"]}, {"name": "x", "corpus": ["m"]}]}, "run name(s) used twice: x"),
@@ -285,5 +294,6 @@ def test_family_plan_and_committed_adapters():
         for k in ("lr", "rank", "alpha", "batch_size", "corpus", "safety_share", "seed", "target_modules", "max_length"):
             assert t["hyperparameters"][k] == getattr(r, k), (r.name, k)
         assert t["hyperparameters"]["steps"] == r.total_steps(t["data"]["examples"])
+        assert r.threads is None or t["torch_threads"] == r.threads
         assert t["base"]["model"] == plan.base_id(r.base)
         assert a.parent.joinpath("adapter_model.safetensors").stat().st_size < 8 * 2**20

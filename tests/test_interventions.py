@@ -272,6 +272,12 @@ def test_sweep_safe_lora_points(tiny):
     assert dict(zip(r.cube.model.values, r.cube.safe_lora.values))['ft@safelora1'] == 1.0
     r2 = sweep(p, d/'sw-safe', progress=False)
     assert set(r2.status.status) == {'cached'}   # the projected adapters are found again unchanged
+    p.write_text(p.read_text().replace('n_boot = 200', 'n_boot = 200\nutility_limit = 5'))
+    r3 = sweep(p, d/'sw-safe', progress=False)
+    assert set(r3.status[r3.status.status == 'done'].benchmark) == {'domain-utility-medical'}   # only the utility units change
+    n = r3.cube.n_items.sel(model='ft')
+    assert int(n.sel(benchmark='domain-utility-medical', metric='domain_accuracy')) == 5
+    assert int(n.sel(benchmark='harmful-refusal', metric='refusal_rate')) == 3
 
 
 def test_sweep_reuse_run_directory(tiny):
