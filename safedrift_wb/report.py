@@ -18,7 +18,7 @@ from .plots import (cell_label, derivatives, drift_table, figure_png, lineage_or
 from .explorers import contradictory_pairs, esc, flipped_items, flips_html, html_table, validate_transcripts
 
 # %% auto #0
-__all__ = ['CSS', 'img_tag', 'evaluated_html', 'verdicts_html', 'significant_html', 'flips_section', 'report_html',
+__all__ = ['PROV_INLINE', 'CSS', 'img_tag', 'evaluated_html', 'verdicts_html', 'significant_html', 'flips_section', 'report_html',
            'write_report', 'cli_report']
 
 # %% ../nbs/12_report.ipynb #9244ac77
@@ -46,16 +46,19 @@ def _provenance(cube) -> dict:
 def _judges(cube, transcripts) -> list[str]:
     "Judges named in the cube's attributes or provenance, or in a transcripts' `judge` column."
     found = []
-    def walk(k, v):
-        if 'judge' in str(k).lower() and not isinstance(v, (dict, list)): found.append(f"{k}: {v}")
+    def walk(k, v, under=False):   # under: inside a value whose key names a judge (e.g. a unit's {'judges': {...}})
+        j = under or 'judge' in str(k).lower()
         if isinstance(v, dict):
-            for kk, vv in v.items(): walk(kk, vv)
-        if isinstance(v, list):
-            for vv in v: walk(k, vv)
+            for kk, vv in v.items(): walk(kk, vv, j)
+        elif isinstance(v, list):
+            for vv in v: walk(k, vv, j)
+        elif j: found.append(f"{k}: {v}")
     for k, v in {**{k: v for k, v in cube.attrs.items() if k != 'provenance'}, **_provenance(cube)}.items(): walk(k, v)
     if transcripts is not None and 'judge' in transcripts.columns:
         found += [f"judge (transcripts): {j}" for j in sorted(transcripts['judge'].dropna().astype(str).unique())]
-    return found
+    return list(dict.fromkeys(found))
+
+PROV_INLINE = 300  # provenance values longer than this (as text) are folded under the table
 
 def _fmt_val(v):
     if isinstance(v, float): return f"{v:.4g}" if np.isfinite(v) else ''
@@ -86,7 +89,13 @@ def evaluated_html(cube:xr.Dataset, # a drift cube
     metrics = html_table(dirs, ['metric', 'direction', 'role'])
     settings = html_table([(label, _fmt_val(cube.attrs[k])) for k, label in _SETTINGS if k in cube.attrs], ['setting', 'value'])
     prov = _provenance(cube)
-    prov_t = html_table([(k, _fmt_val(v)) for k, v in prov.items()], ['provenance', 'value']) if prov else '<p>none recorded</p>'
+    short = {k: _fmt_val(v) for k, v in prov.items() if len(_fmt_val(v)) <= PROV_INLINE}
+    long = {k: v for k, v in prov.items() if k not in short}
+    rows = [(k, short[k] if k in short else f"{len(v)} entries, below" if isinstance(v, (list, dict)) else 'below') for k, v in prov.items()]
+    prov_t = html_table(rows, ['provenance', 'value']) if prov else '<p>none recorded</p>'
+    prov_t += ''.join(f"<details><summary>{esc(k)}{f' ({len(v)} entries)' if isinstance(v, (list, dict)) else ''}</summary><pre class=\"sd-pre\">"
+                      f"{esc(json.dumps(v, indent=1, default=str) if isinstance(v, (list, dict)) else str(v))}</pre></details>"
+                      for k, v in long.items())
     judges = _judges(cube, transcripts)
     judge_t = ('<ul>' + ''.join(f'<li>{esc(j)}</li>' for j in judges) + '</ul>') if judges else \
               '<p>No judge is recorded in the cube\'s attributes or provenance.</p>'
@@ -142,6 +151,7 @@ tr.safer td:nth-child(6){color:#2166ac;font-weight:600} tr.less td:nth-child(6){
 img{max-width:100%;height:auto;border:1px solid #eee;margin:.5em 0}
 .note{background:#f7f7f7;border-left:3px solid #bbb;padding:.5em 1em;font-size:.9em}
 table.sd-flips td div{max-height:14em;overflow:auto}
+pre.sd-pre { max-height: 24em; overflow: auto; font-size: 11px; background: #f6f6f6; padding: 0.5em; white-space: pre-wrap; }
 """
 
 def _figure_sections(cube, alpha, dpi):
