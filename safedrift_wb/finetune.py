@@ -12,14 +12,13 @@ import re
 import shlex
 import shutil
 import time
-import tomllib
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .schema import SchemaError, UsageError, project_data_dir
 from .engine import cache_dir, files_sha256, quiet_transformers, _versions
-from .runs import PlanError
+from .runs import PlanError, read_toml
 
 # %% auto #0
 __all__ = ['CORPUS_FIELDS', 'KINDS', 'IGNORE', 'BUILTIN_BASES', 'RUN_KEYS', 'FINETUNE_KEYS', 'ALIGNED', 'REFUSAL_BENCHMARKS',
@@ -318,11 +317,7 @@ def parse_finetune(
 
 def read_finetune(path) -> FinetunePlan:
     "Read a plan file and check its `[finetune]` section."
-    p = Path(path)
-    if not p.is_file(): raise FileNotFoundError(f"plan not found: {p}")
-    try: raw = tomllib.loads(p.read_text(encoding='utf-8'))
-    except tomllib.TOMLDecodeError as e: raise PlanError(f"{p}: not valid TOML: {e}") from None
-    return parse_finetune(raw, p)
+    return parse_finetune(read_toml(path), Path(path))
 
 # %% ../nbs/08_finetune.ipynb #e3f18653
 def adapter_digest(dir) -> str:

@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -20,7 +19,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 from .schema import SchemaError, UsageError, UTILITY_METRICS
-from .runs import PlanError, ModelSpec, parse_plan, eval_model, load_run, model_identity
+from .runs import PlanError, ModelSpec, parse_plan, read_toml, eval_model, load_run, model_identity, _stored_key
 from .runs import atomic_write, atomic_parquet
 
 # %% auto #0
@@ -306,11 +305,7 @@ def read_sweep(
     "(evaluation `Plan`, `SweepSpec`, `FinetunePlan` or None) of a plan with a `[sweep]` section."
     if isinstance(plan, dict): raw = plan
     else:
-        p = Path(plan)
-        if not p.is_file(): raise FileNotFoundError(f"plan not found: {p}")
-        try: raw = tomllib.loads(p.read_text(encoding='utf-8'))
-        except tomllib.TOMLDecodeError as e: raise PlanError(f"{p}: not valid TOML: {e}") from None
-        path = p
+        raw, path = read_toml(plan), Path(plan)
     spec = parse_sweep(raw, path)
     ft = None
     if 'finetune' in raw:
@@ -565,10 +560,6 @@ def _benchmarks_for(plan, points, specs) -> dict:
             anc = t.at[anc, 'base']
     return {m: safety + [util[i] for i in sorted(need[m])] for m in need}
 
-def _unit_key(path:Path):
-    try: return json.loads(path.read_text()).get('key')
-    except (OSError, ValueError): return None
-
 def _copy_units(src:Path|None, dst:Path, ids):
     "Copy finished units of `ids` from run directory `src` into `dst` where `dst` has none, or an older one with another key."
     n = 0
@@ -577,7 +568,7 @@ def _copy_units(src:Path|None, dst:Path, ids):
         for u in (Path(src)/'units'/m).glob('*/unit.json'):
             target = Path(dst)/'units'/m/u.parent.name
             t = target/'unit.json'
-            if t.exists() and (_unit_key(t) == _unit_key(u) or t.stat().st_mtime >= u.stat().st_mtime): continue
+            if t.exists() and (_stored_key(target) == _stored_key(u.parent) or t.stat().st_mtime >= u.stat().st_mtime): continue
             if target.exists(): shutil.rmtree(target)
             shutil.copytree(u.parent, target); n += 1
     return n

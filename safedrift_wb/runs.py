@@ -13,7 +13,7 @@ from .schema import SchemaError, UsageError, validate_models
 
 # %% auto #0
 __all__ = ['MODEL_KEYS', 'GEN_KEYS', 'BENCH_KEYS', 'LOAD_KEYS', 'TOP_KEYS', 'RUN_KEYS', 'DEFAULT_GENERATION', 'CHUNK',
-           'PlanError', 'ModelSpec', 'Plan', 'parse_plan', 'read_plan', 'atomic_write', 'atomic_parquet',
+           'PlanError', 'ModelSpec', 'Plan', 'parse_plan', 'read_toml', 'read_plan', 'atomic_write', 'atomic_parquet',
            'model_identity', 'unit_key', 'run_unit', 'make_judges', 'eval_model', 'evaluate', 'run_scope', 'load_run',
            'load_transcripts', 'format_status', 'cli_eval']
 
@@ -157,13 +157,16 @@ def parse_plan(raw:dict, # the TOML content as a dict
     if plan.limit is not None and plan.limit < 1: raise PlanError(f"{name}: [benchmarks].limit: must be a positive integer")
     return plan
 
+def read_toml(path) -> dict:
+    "The content of a plan file; a missing file or invalid TOML is a one-line error naming the file."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"plan not found: {p}")
+    try: return tomllib.loads(p.read_text(encoding='utf-8'))
+    except tomllib.TOMLDecodeError as e: raise PlanError(f"{p}: not valid TOML: {e}") from None
+
 def read_plan(path) -> Plan:
     "Read and check a plan file (TOML)."
-    p = Path(path)
-    if not p.exists(): raise FileNotFoundError(f"plan not found: {p}")
-    try: raw = tomllib.loads(p.read_text(encoding='utf-8'))
-    except tomllib.TOMLDecodeError as e: raise PlanError(f"{p}: not valid TOML: {e}") from None
-    return parse_plan(raw, p)
+    return parse_plan(read_toml(path), Path(path))
 
 # %% ../nbs/07_runs.ipynb #ff7283e3
 def atomic_write(path, data:bytes|str):
