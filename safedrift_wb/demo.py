@@ -68,14 +68,16 @@ def family_available() -> bool:
 def run_demo(out, # output folder
              *, subset:int|None=None, # items per benchmark (None: all)
              n_boot:int=2000, alpha:float=0.05,
-             workers:int|None=None, # local worker processes (None: serial; on a small CPU serial is fastest)
+             workers:int|str|None='auto', # local worker processes ('auto': `default_workers`; None or 1: serial)
              progress:bool=True,
              plan=None, # a plan to run instead of the SmolLM2 family (tests use a tiny family)
              quiet:bool=False) -> dict:
     "The main job: evaluate the family, build the cube, analyse, report; returns paths, status and timings."
-    from safedrift_wb.runs import evaluate, load_run, load_transcripts, format_status
+    from safedrift_wb.runs import evaluate, load_run, load_transcripts, format_status, default_workers
     t0 = time.time(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
     plan = plan or demo_plan(subset=subset)
+    if workers == 'auto': workers = default_workers(len(plan.models))
+    if workers == 1: workers = None
     status = evaluate(plan, out/'run', workers=workers, progress=progress)
     t_eval = time.time() - t0
     items, models, prov = load_run(out/'run')
@@ -118,7 +120,8 @@ def cli_demo(argv:list[str]) -> int:
     p.add_argument('-o', '--out', default='safedrift-demo', help='output folder (default: ./safedrift-demo)')
     p.add_argument('--subset', type=int, help='evaluate at most N items per benchmark (a quick, workshop-sized run)')
     p.add_argument('--example', action='store_true', help='skip evaluation: use the bundled simulated item results')
-    p.add_argument('--workers', type=int, help='local worker processes, one model each (default: serial, which is fastest on a small CPU: torch already uses every core)')
+    p.add_argument('--workers', type=int, help='local worker processes, one model at a time each (default: one per GPU, or 2 on a CPU '
+                   'with two or more cores, which share them; 1: serial, in this process)')
     p.add_argument('--n-boot', type=int, default=2000); p.add_argument('--alpha', type=float, default=0.05)
     p.add_argument('--no-progress', action='store_true')
     a = parse(p, argv)
@@ -132,6 +135,6 @@ def cli_demo(argv:list[str]) -> int:
     if a.example:
         run_example_demo(Path(a.out), n_boot=a.n_boot, alpha=a.alpha); return 0
     if a.workers is not None and a.workers < 1: raise UsageError('--workers must be a positive integer')
-    workers = None if a.workers in (None, 1) else a.workers
+    workers = 'auto' if a.workers is None else a.workers
     res = run_demo(Path(a.out), subset=a.subset, n_boot=a.n_boot, alpha=a.alpha, workers=workers, progress=not a.no_progress)
     return 1 if (res['status'].status == 'failed').any() else 0

@@ -216,8 +216,10 @@ class LM:
             if not self.chat_template: raise ValueError("chat_template=True but the tokenizer has no chat template")
         elif isinstance(chat_template, str): self.chat_template = chat_template
         else: raise ValueError(f"chat_template must be None, False, True or a Jinja string, got {chat_template!r}")
-        self.last_truncated, self.n_truncated = 0, 0
-        self.stats = {"forward_calls": 0, "context_rows": 0, "continuation_rows": 0, "oom_retries": 0}
+        self.last_truncated, self.n_truncated, self.last_truncated_idx = 0, 0, []
+        self.stats = {"forward_calls": 0, "context_rows": 0, "continuation_rows": 0, "oom_retries": 0,
+                      "prefix_tokens_shared": 0, "ll_cache_hits": 0}
+        self.ll_cache = None  # a dict here keeps every scored request, so a request asked again is not recomputed
         self._limits = {}
         self._split = self._check_split()
         src = "tokenizer" if self.chat_template and self.chat_template == getattr(tokenizer, "chat_template", None) else "custom"
@@ -297,7 +299,7 @@ class LM:
         "[rows, tokens] per forward pass before any out-of-memory error; tokens None means no token cap."
         if isinstance(self.batch_size, int): return [self.batch_size, None]
         if self.device.type == "cuda": return [1024, 1 << 16] if kind == "loglikelihood" else [256, 1 << 18]
-        return [64, 8192] if kind == "loglikelihood" else [32, None]  # cpu/mps: a fixed size, no probing
+        return [64, 8192] if kind == "loglikelihood" else [96, None]  # cpu/mps: a fixed size, no probing
 
     def _run_adaptive(self, kind:str, units:list, take, run, pbar) -> list:
         "Run `units` in batches chosen by `take`, halving the limits and retrying a batch on out-of-memory."
@@ -322,12 +324,20 @@ class LM:
             i = j
         return out
 
-    def _note_truncation(self, n:int, what:str, limit:int):
+    def _note_truncation(self, idx:list[int], what:str, limit:int):
+        "Record which inputs of the last call (`idx`) were truncated, and warn."
+        n, self.last_truncated_idx = len(idx), list(idx)
         self.last_truncated = n
         self.n_truncated += n
         if n: warnings.warn(f"{n} {what} longer than {limit} tokens were truncated from the left")
 
 # %% ../nbs/05_engine.ipynb #b0cf471c
+_FULL_AREA = 256  # token positions from which a forward pass runs near full speed on its own
+
+def _fits(longest:int, length:int, area:int) -> bool:
+    "Whether a sequence of `length` joins a batch padded to `longest` that holds `area` positions so far."
+    return 4 * length >= 3 * longest or area < _FULL_AREA  # at most a quarter padding, unless the batch is small
+
 def _pad(seqs:list[list[int]], pad_id:int, side:str, device) -> tuple:
     "Padded ids, attention mask, position ids and index of each row's last token."
     n, L = len(seqs), max(len(s) for s in seqs)
@@ -379,7 +389,7 @@ def _ll_batch(self:LM, units:list, rows:int, tokens:int|None, conts:list) -> lis
     Lc, s = ids.shape[1], 0
     while s < len(rest):  # remaining tokens of each choice, on a copy of its context's cache rows
         n, Lk = 1, len(conts[rest[s][1]]) - 1  # rows are sorted longest first
-        while (s + n < len(rest) and n < rows
+        while (s + n < len(rest) and n < rows and _fits(Lk, len(conts[rest[s + n][1]]) - 1, n * Lk)
                and (tokens is None or ((n + 1) * Lk <= tokens and (n + 1) * Lc <= 4 * tokens))): n += 1
         chunk, s = rest[s:s+n], s + n
         toks = [conts[i][:-1] for _, i in chunk]
@@ -421,29 +431,35 @@ def loglikelihood(self:LM,
     if not requests: return []
     pairs = encode_pairs(self.tokenizer, requests, prefix_token_id=self.prefix_token_id,
                          add_special_tokens=self.add_special_tokens)
-    ML, groups, conts, n_trunc = self.max_length, {}, [], 0
+    ML, groups, conts, trunc, keys = self.max_length, {}, [], [], []
+    known = self.ll_cache if isinstance(self.ll_cache, dict) else {}
+    out = [None]*len(requests)
     for i, (ctx, cont) in enumerate(pairs):
         if len(cont) > ML:
             raise ValueError(f"request {i}: continuation has {len(cont)} tokens, more than the context window ({ML})")
         keep = ML + 1 - len(cont)  # lm-eval keeps the last ML+1 tokens of context+continuation
-        if len(ctx) > keep: ctx, n_trunc = ctx[-keep:], n_trunc + 1
-        groups.setdefault(tuple(ctx), []).append(i)
+        if len(ctx) > keep: ctx = ctx[-keep:]; trunc.append(i)
+        keys.append((tuple(ctx), tuple(cont)))
         conts.append(cont)
-    self._note_truncation(n_trunc, "requests", ML)
+        if keys[-1] in known: out[i] = known[keys[-1]]; self.stats["ll_cache_hits"] += 1
+        else: groups.setdefault(tuple(ctx), []).append(i)
+    self._note_truncation(trunc, "requests", ML)
     units = sorted(groups.items(), key=lambda kv: (-len(kv[0]), kv[0]))  # longest first: an OOM shows at once
 
     def take(units, i, rows, tokens):
-        j = i + 1
-        while j < len(units) and j - i < rows and (tokens is None or (j - i + 1) * len(units[i][0]) <= tokens): j += 1
+        j, L = i + 1, len(units[i][0])
+        while (j < len(units) and j - i < rows and _fits(L, len(units[j][0]), (j - i) * L)
+               and (tokens is None or (j - i + 1) * L <= tokens)): j += 1
         return j
 
     with torch.inference_mode(), tqdm(total=len(requests), disable=not progress, desc="loglikelihood", unit="req") as pbar:
+        pbar.update(len(requests) - sum(len(idx) for _, idx in units))
         scored = self._run_adaptive("loglikelihood", units, take,
                                     lambda us, rows, tokens: self._ll_batch(us, rows, tokens, conts), pbar)
-    out = [None]*len(requests)
     for i, r in scored:
         assert out[i] is None, f"request {i} scored twice"
         out[i] = r
+        if isinstance(self.ll_cache, dict): self.ll_cache[keys[i]] = r
     assert all(r is not None for r in out), "a request was not scored"
     return out
 
@@ -454,43 +470,122 @@ def _cut_at_stop(text:str, stops:list[str]) -> tuple[str, bool]:
     return (text[:min(hits)], True) if hits else (text, False)
 
 # %% ../nbs/05_engine.ipynb #825095cc
+try: from transformers.cache_utils import DynamicLayer as _DynamicLayer
+except ImportError: _DynamicLayer = None  # older transformers: caches are rebuilt by concatenation, as they come
+
+_MIN_PREFIX = 8  # a prompt prefix shared by every prompt of a call is computed once when at least this long
+
+def _plain_layers(cache) -> bool:
+    "Whether `cache` holds only plain full-attention layers, the kind `_grow_cache` can rebuild."
+    return (_DynamicLayer is not None and bool(getattr(cache, "layers", None))
+            and all(type(l) is _DynamicLayer and l.is_initialized for l in cache.layers))
+
+if _DynamicLayer is not None:
+    class _GrowLayer(_DynamicLayer):
+        "A full-attention cache layer that writes new keys and values into a preallocated buffer."
+        def __init__(self, keys:torch.Tensor, values:torch.Tensor, rows:int, capacity:int):
+            super().__init__()
+            n = keys.shape[-2]
+            self._k = keys.new_empty((rows, *keys.shape[1:-2], max(capacity, n), keys.shape[-1]))
+            self._v = values.new_empty((rows, *values.shape[1:-2], max(capacity, n), values.shape[-1]))
+            self._k[..., :n, :], self._v[..., :n, :] = keys, values  # keys of one row broadcast to every row
+            self._n, self.device, self.dtype, self.is_initialized = n, keys.device, keys.dtype, True
+            self._views()
+
+        def _views(self): self.keys, self.values = self._k[..., :self._n, :], self._v[..., :self._n, :]
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            n = self._n + key_states.shape[-2]
+            if n > self._k.shape[-2]:  # out of room (never in `generate`): grow the buffer
+                k, v = self._k, self._v
+                self._k = k.new_empty((*k.shape[:-2], 2 * n, k.shape[-1])); self._k[..., :self._n, :] = k[..., :self._n, :]
+                self._v = v.new_empty((*v.shape[:-2], 2 * n, v.shape[-1])); self._v[..., :self._n, :] = v[..., :self._n, :]
+            self._k[..., self._n:n, :], self._v[..., self._n:n, :] = key_states, value_states
+            self._n = n
+            self._views()
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices:torch.Tensor) -> None:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._views()
+
+def _grow_cache(cache, rows:int, capacity:int):
+    "A copy of a plain `cache` (one row, or `rows` rows) with room for `capacity` positions, filled in place."
+    new = copy.copy(cache)
+    new.layers = [_GrowLayer(l.keys, l.values, rows, capacity) for l in cache.layers]
+    return new
+
+def _common_prefix(seqs:list[list[int]]) -> list[int]:
+    "The longest token prefix shared by all `seqs`."
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for s in seqs[1:]:
+        k = 0
+        while k < n and s[k] == first[k]: k += 1
+        n = k
+    return first[:n]
+
 @patch
 def _gen_batch(self:LM, units:list, rows:int, tokens:int|None, max_new_tokens:int, stops:list[str],
-               temperature:float, seed:int) -> list:
-    "Generated texts for `units` [(prompt index, prompt tokens)] decoded together."
-    ids, mask, pos, _ = _pad([t for _, t in units], self.pad_id, "left", self.device)
-    h, cache = self._forward(ids, mask, pos)
+               temperature:float, seed:int, prefix:tuple|None=None, seeds:list|None=None) -> list:
+    "Generated texts for `units` [(prompt index, prompt tokens)] decoded together, after the shared `prefix` (tokens, cache)."
+    P = len(prefix[0]) if prefix else 0
+    ids, mask, pos, _ = _pad([t[P:] for _, t in units], self.pad_id, "left", self.device)
+    n_rows, room = ids.shape[0], ids.shape[1] + max_new_tokens
+    if prefix:  # the suffixes continue the shared prefix's cache: mask [prefix | left padding | suffix]
+        mask = torch.cat([mask.new_ones((n_rows, P)), mask], 1)
+        h, cache = self._forward(ids, mask, pos + P, past_key_values=_grow_cache(prefix[1], n_rows, P + room))
+    else:
+        h, cache = self._forward(ids, mask, pos)
+        if _plain_layers(cache): cache = _grow_cache(cache, n_rows, room)
     logits = self._project(h[:, -1])
     gens = [[] for _ in units]
-    active = list(range(len(units)))  # rows of the batch still generating, in cache order
-    cur_mask, cur_pos = mask, pos[:, -1:]
+    row_unit = list(range(len(units)))  # unit of each cache row
+    live = [True] * len(units)  # rows still generating; finished rows stay in the cache until compaction
+    cur_mask, cur_pos = mask, pos[:, -1:] + P
     gen = None
     if temperature > 0:
-        gen = [torch.Generator(device=self.device).manual_seed((seed * 1_000_003 + i) % (1 << 63)) for i, _ in units]
+        gen = [torch.Generator(device=self.device).manual_seed((seed * 1_000_003 + i) % (1 << 63) if seeds is None else seeds[i] % (1 << 63))
+               for i, _ in units]
     tail = max((len(s) for s in stops), default=0) + 8
     for step in range(max_new_tokens):
         if temperature > 0:
             probs = torch.softmax(logits.float() / temperature, -1)
-            nxt = torch.cat([torch.multinomial(probs[a], 1, generator=gen[r]) for a, r in enumerate(active)])
+            nxt = torch.full((len(row_unit),), self.pad_id, dtype=torch.long, device=self.device)
+            for a, r in enumerate(row_unit):
+                if live[a]: nxt[a] = torch.multinomial(probs[a], 1, generator=gen[r])[0]
         else: nxt = logits.float().argmax(-1)
-        keep = []
-        for a, (r, t) in enumerate(zip(active, nxt.tolist())):
-            if t in self.eos_ids: continue
+        for a, (r, t) in enumerate(zip(row_unit, nxt.tolist())):
+            if not live[a]: continue
+            if t in self.eos_ids: live[a] = False; continue
             gens[r].append(t)
-            if stops and _cut_at_stop(self.tokenizer.decode(gens[r][-tail:], skip_special_tokens=True), stops)[1]: continue
-            keep.append(a)
-        if not keep or step == max_new_tokens - 1: break
-        if len(keep) < len(active):  # drop finished rows
+            if stops and _cut_at_stop(self.tokenizer.decode(gens[r][-tail:], skip_special_tokens=True), stops)[1]:
+                live[a] = False
+        n_live = sum(live)
+        if not n_live or step == max_new_tokens - 1: break
+        if 4 * (len(live) - n_live) >= len(live):  # a quarter of the rows finished: drop them from the cache
+            keep = [a for a, l in enumerate(live) if l]
             kt = torch.tensor(keep, device=self.device)
             cache.batch_select_indices(kt)
             cur_mask, cur_pos, nxt = cur_mask[kt], cur_pos[kt], nxt[kt]
-            active = [active[a] for a in keep]
-        cur_mask = torch.cat([cur_mask, cur_mask.new_ones((len(active), 1))], 1)
+            row_unit, live = [row_unit[a] for a in keep], [True] * len(keep)
+        cur_mask = torch.cat([cur_mask, cur_mask.new_ones((len(row_unit), 1))], 1)
         cur_pos = cur_pos + 1
         h, cache = self._forward(nxt[:, None], cur_mask, cur_pos, past_key_values=cache)
         logits = self._project(h[:, -1])
     return [(i, _cut_at_stop(self.tokenizer.decode(g, skip_special_tokens=True), stops)[0])
             for (i, _), g in zip(units, gens)]
+
+@patch
+def _shared_prefix(self:LM, enc:list[list[int]]) -> tuple|None:
+    "(tokens, cache) of the prompt prefix shared by all `enc`, computed once; None when short or not reusable."
+    pre = _common_prefix(enc)
+    pre = pre[:min(len(e) for e in enc) - 1]  # every prompt keeps a token of its own, whose logits start decoding
+    if len(pre) < _MIN_PREFIX or _DynamicLayer is None: return None
+    ids = torch.tensor([pre], device=self.device)
+    _, cache = self._forward(ids, torch.ones_like(ids), torch.arange(len(pre), device=self.device)[None])
+    if not _plain_layers(cache): return None
+    self.stats["prefix_tokens_shared"] += len(pre) * (len(enc) - 1)
+    return pre, cache
 
 @patch
 def generate(self:LM,
@@ -500,6 +595,7 @@ def generate(self:LM,
              stop:str|list[str]|None=None, # stop strings: generation ends at, and the text is cut before, the first
              temperature:float=0.0, # 0: greedy decoding; > 0: sampling at this temperature
              seed:int=0, # seed for sampling (with the prompt's position, it fixes each sample)
+             seeds:list[int]|None=None, # one seed per prompt instead (samples then do not depend on prompt order)
              progress:bool=False, # show a progress bar (prompts/s)
             ) -> list[str]:
     "The text generated after each prompt."
@@ -510,24 +606,31 @@ def generate(self:LM,
     if max_new_tokens < 0: raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if temperature < 0: raise ValueError(f"temperature must be >= 0, got {temperature}")
     prompts = list(prompts)
+    if seeds is not None:
+        seeds = list(seeds)
+        if len(seeds) != len(prompts): raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds): raise TypeError("seeds must be ints")
     if not prompts: return []
     if max_new_tokens == 0: return [""] * len(prompts)
     room = self.max_length - max_new_tokens
     if room < 1: raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {self.max_length} tokens")
     bos_text = self.tokenizer.decode([self.prefix_token_id])
     enc = [e or [self.prefix_token_id] for e in _encode(self.tokenizer, prompts, bos_text, self.add_special_tokens)]
-    n_trunc = sum(len(e) > room for e in enc)
+    trunc = [i for i, e in enumerate(enc) if len(e) > room]
     enc = [e[-room:] for e in enc]
-    self._note_truncation(n_trunc, "prompts", room)
+    self._note_truncation(trunc, "prompts", room)
     units = sorted(enumerate(enc), key=lambda u: (-len(u[1]), u[0]))
 
     def take(units, i, rows, tokens):
+        left = len(units) - i  # rows split evenly over the batches still needed: 100 prompts at 96 rows -> 50 + 50
+        rows = -(-left // -(-left // rows))
         j = i + 1
         while j < len(units) and j - i < rows and (tokens is None or (j - i + 1) * (len(units[i][1]) + max_new_tokens) <= tokens): j += 1
         return j
 
-    run = lambda us, rows, tokens: self._gen_batch(us, rows, tokens, max_new_tokens, stops, temperature, seed)
     with torch.inference_mode(), tqdm(total=len(prompts), disable=not progress, desc="generate", unit="prompt") as pbar:
+        prefix = self._shared_prefix(enc)
+        run = lambda us, rows, tokens: self._gen_batch(us, rows, tokens, max_new_tokens, stops, temperature, seed, prefix, seeds)
         done = self._run_adaptive("generate", units, take, run, pbar)
     out = [None] * len(prompts)
     for i, text in done:

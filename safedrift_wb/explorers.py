@@ -15,7 +15,8 @@ import xarray as xr
 import ipywidgets as widgets
 from matplotlib import rc_context
 from .schema import METRICS, SchemaError
-from .plots import (SORTS, DriftHeatmap, as_cell, cell_label, derivatives, drift_table, forest_rows, heatmap_data,
+from .plots import (SORTS, DriftHeatmap, as_cell, cell_label, derivatives, drift_table, forest_rows, forest_labels,
+                                forest_span, forest_title, heatmap_data,
                                 heatmap_size, lineage_of, measured_cells, new_figure, plot_contradiction, plot_disagreement,
                                 plot_model_drifts, plot_predictiveness, quadrants, rank_flip_pairs, text_inches, _rects,
                                 _pair_cells, _verdict_colors)
@@ -241,6 +242,11 @@ def _disagreement(cube, alpha):
     from safedrift_wb.analysis import disagreement
     return disagreement(cube, alpha=alpha, detail=True)
 
+def _clear_plot(ax):
+    "Remove what was plotted on `ax` but keep its axis and tick objects (cheaper than `cla`, which rebuilds them)."
+    for a in [*ax.collections, *ax.lines, *ax.patches, *ax.texts, *ax.images, *ax.artists]: a.remove()
+    if ax.get_legend() is not None: ax.get_legend().remove()
+
 def contradictory_pairs(cube:xr.Dataset, # a drift cube
                         *, alpha:float=0.05, # FDR level: significant means q_value < alpha
                         data=None, # a precomputed `disagreement(cube, alpha=alpha, detail=True)`
@@ -313,7 +319,7 @@ class ContradictionExplorer(Explorer):
         small = len(labels) <= 16   # counts are printed in the cells: rebuild the matrix when they change
         fast = self._scatter is not None and (a == self._alpha or not small)
         if fast:   # the matrix keeps its labels: new shares (if alpha changed), a moved outline, a new scatter
-            self._scatter.cla()
+            _clear_plot(self._scatter)
             if a != self._alpha:   # the opaque image is drawn again over its old self; its title is always redrawn
                 self._matrix.set_data(np.ma.masked_invalid(d['disagreement'].values.astype(float)))
                 self._matrix.axes.set_title(self._matrix.axes.get_title('left').replace(f'(q < {self._alpha:g})', f'(q < {a:g})'),
@@ -328,7 +334,7 @@ class ContradictionExplorer(Explorer):
             plot_disagreement(self.cube, alpha=a, data=d, highlight=(x, y), max_labels=self.max_labels, ax=matrix)
             self._mark = [p for p in matrix.patches if p.get_gid() == 'highlight'][0]
             self._matrix = matrix.images[0]
-        plot_contradiction(self.cube, x, y, alpha=a, ax=self._scatter)
+        plot_contradiction(self.cube, x, y, alpha=a, data=self.quadrants, ax=self._scatter)
         self._alpha = a
         self._dynamic = [self._scatter, self._mark, self._matrix.axes.title]
         return 'marks' if fast else 'full'
@@ -491,24 +497,40 @@ class ModelExplorer(Explorer):
 
     def _draw(self):
         m, a = self.controls['model'].value, self.controls['alpha'].value
-        n = drift_table(self.cube, alpha=a, models=[m]).verdict.value_counts()   # over every cell, shown or not
+        self._flips()
+        if self._shown == (m, a): return 'none'            # only the flipped items changed
+        tab = drift_table(self.cube, alpha=a, models=[m])  # every cell, shown or not: the verdict counts, then the plot's rows
+        n = tab.verdict.value_counts()
         shown = ['safer', 'less safe'] + [v for v in ('better', 'worse', 'not significant') if v in n]
         self.info.value = html_table([(v, int(n.get(v, 0))) for v in shown], ['verdict', f'cells (q < {a:g})'])
         self.lineage.value = lineage_html(self.cube, m)
-        self._flips()
-        if self._shown == (m, a): return 'none'            # only the flipped items changed
-        t = forest_rows(self.cube, m, alpha=a, max_cells=self.max_cells)
+        t = forest_rows(self.cube, m, alpha=a, max_cells=self.max_cells, table=tab)
+        colors = _verdict_colors(t.safety_drift.to_numpy(float), t.significant.to_numpy(bool))
         if self._shown is not None and self._shown[0] == m:   # a new level: recolour the points and intervals
-            colors = _verdict_colors(t.safety_drift.to_numpy(float), t.significant.to_numpy(bool))
-            pts, ci, leg = self._dynamic
-            pts.set_facecolors(colors); pts.set_edgecolors(colors); ci.set_colors(colors)
-            leg.get_texts()[-1].set_text(f'not significant (q ≥ {a:g})')
+            self._forest['drift'].set_facecolors(colors); self._forest['drift'].set_edgecolors(colors)
+            self._forest['ci'].set_colors(colors)
+            self._forest['legend'].get_texts()[-1].set_text(f'not significant (q ≥ {a:g})')
             self._shown = (m, a)
             return 'marks'
+        if self._shown is not None and self._frame == (len(t), forest_span(t)) and len(t):
+            # another model on the same frame (as many rows, same x range): move the points, intervals and texts
+            f, y = self._forest, np.arange(len(t))
+            sd, lo, hi = (t[c].to_numpy(float) for c in ('safety_drift', 'lower', 'upper'))
+            f['ci'].set_segments([[(l, yi), (h, yi)] for l, h, yi in zip(lo, hi, y)]); f['ci'].set_colors(colors)
+            f['drift'].set_offsets(np.c_[sd, y]); f['drift'].set_facecolors(colors); f['drift'].set_edgecolors(colors)
+            for texts, labels in zip((f['cell'], f['q']), forest_labels(t)):
+                for txt, l in zip(texts, labels): txt.set_text(l)
+            f['title'].set_text(forest_title(self.cube, m, t))
+            self._shown = (m, a)
+            return 'full'   # the texts are part of the background: drawn again, but nothing is plotted anew
         self.figure.set_size_inches((7.6, 1.9 + 0.3*max(len(t), 3)))
         plot_model_drifts(self.cube, m, alpha=a, max_cells=self.max_cells, fig=self.figure)
         ax = self.figure.axes[0]
-        self._dynamic = [c for g in ('drift', 'ci') for c in ax.collections if c.get_gid() == g] + [ax.get_legend()]
+        f = {g: [c for c in ax.get_children() if c.get_gid() == g] for g in ('drift', 'ci', 'cell', 'q', 'title')}
+        self._forest = dict(f, drift=f['drift'][0] if f['drift'] else None, ci=f['ci'][0] if f['ci'] else None,
+                            title=f['title'][0] if f['title'] else None, legend=ax.get_legend())
+        self._dynamic = [a_ for a_ in (self._forest['drift'], self._forest['ci'], self._forest['legend']) if a_ is not None]
+        self._frame = (len(t), forest_span(t)) if self._forest['drift'] is not None else None
         self._shown = (m, a)
         return 'full'
 

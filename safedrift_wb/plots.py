@@ -25,9 +25,9 @@ from .schema import SchemaError, UTILITY_METRICS
 __all__ = ['CHAR_INCH', 'CATEGORY_ORDER', 'SAFER', 'LESS_SAFE', 'NOT_SIGNIFICANT', 'SORTS', 'QUADRANTS', 'new_figure',
            'figure_png', 'as_image', 'text_inches', 'fit_margins', 'derivatives', 'cell_label', 'as_cell',
            'measured_cells', 'drift_table', 'lineage_order', 'order_models', 'heatmap_data', 'heatmap_size',
-           'n_outlined', 'DriftHeatmap', 'plot_drift_heatmap', 'forest_rows', 'plot_model_drifts', 'quadrants',
-           'plot_contradiction', 'plot_disagreement', 'rank_flip_pairs', 'plot_predictiveness', 'lineage_of',
-           'plot_lineage']
+           'n_outlined', 'DriftHeatmap', 'plot_drift_heatmap', 'forest_rows', 'forest_span', 'forest_title',
+           'forest_labels', 'plot_model_drifts', 'quadrants', 'plot_contradiction', 'plot_disagreement',
+           'rank_flip_pairs', 'plot_predictiveness', 'lineage_of', 'plot_lineage']
 
 # %% ../nbs/10_plots.ipynb #7ab948c9
 def new_figure(figsize:tuple=(6.4, 4.8), # width, height in inches
@@ -363,7 +363,9 @@ class DriftHeatmap:
         self.cbar = self.fig.colorbar(self.im, ax=ax, fraction=0.035, pad=0.02, aspect=30)
         self.cbar.set_label('safety drift vs base (+ = safer)', fontsize=8); self.cbar.ax.tick_params(labelsize=7)
         ax.tick_params(length=0)
-        self.values, self.rows, self.cells = [], [], []
+        self.values, self.rows, self.cells, self._title_y = [], [], [], None
+        if fit:  # the axes carry no axis labels: fixed label positions spare measuring every tick label at each draw
+            for a in (ax.xaxis, ax.yaxis, self.top.xaxis, self.cbar.ax.xaxis): a.set_label_coords(0.5, 0.5)
 
     def update(self, cube:xr.Dataset, # the cube (for categories and metric roles)
                rows:list, cells:list, values:np.ndarray, significant:np.ndarray, # from `heatmap_data`
@@ -408,9 +410,11 @@ class DriftHeatmap:
         self.top.set_xticks([(s + e - 1)/2 for s, e in zip(starts, starts[1:] + [C])], labels=[cats[s] for s in starts], fontsize=8,
                             rotation=30 if many else 0, ha='left' if many else 'center', rotation_mode='anchor')
         if self.fit:
+            above = text_inches(max(map(len, cats)))*0.5 + 0.15 if many else 0.2   # height of the category labels (inches)
             fit_margins(self.fig, left=max(text_inches(max(map(len, rows))), text_inches(len(xl[0]))*0.77 - 0.1) + 0.25,
-                        right=0.8, bottom=text_inches(max(map(len, xl)))*0.65 + 0.3,
-                        top=0.65 + (text_inches(max(map(len, cats)))*0.5 if many else 0.2))
+                        right=0.8, bottom=text_inches(max(map(len, xl)))*0.65 + 0.3, top=0.5 + above)
+            # the title sits over the category labels, placed from their estimated height rather than measured at each draw
+            self._title_y = 1 + (above + 0.05)/(self.fig.get_size_inches()[1]*ax.get_position().height)
         return self.mark(significant, alpha=alpha, highlight=highlight)
 
     def mark(self, significant:np.ndarray, # (rows, cells) bool, as shown
@@ -423,7 +427,7 @@ class DriftHeatmap:
         self.highlight.set_visible(bool(h))
         if h: self.highlight.set_xy((self.cells.index(tuple(highlight[1])) - 0.5, self.rows.index(highlight[0]) - 0.5))
         self.ax.set_title(f"Safety drift of each derivative against its base\n"
-                          f"outlined: significant (q < {alpha:g}); grey: not measured", fontsize=9.5, loc='left')
+                          f"outlined: significant (q < {alpha:g}); grey: not measured", fontsize=9.5, loc='left', y=self._title_y)
         return self
 
 def plot_drift_heatmap(cube:xr.Dataset, # a drift cube
@@ -467,9 +471,10 @@ def forest_rows(cube:xr.Dataset, # a drift cube
                 *, alpha:float=0.05, # FDR level
                 include_utility:bool=True, # keep utility metrics
                 max_cells:int|None=None, # at most this many rows, those with the smallest q (None: all)
+                table:pd.DataFrame|None=None, # the model's `drift_table` at `alpha`, when already computed
                ) -> pd.DataFrame:
     "The rows of a model's forest plot: its `drift_table`, cut to the `max_cells` smallest q, in cell order."
-    t = drift_table(cube, alpha=alpha, models=[model], include_utility=include_utility)
+    t = drift_table(cube, alpha=alpha, models=[model], include_utility=include_utility) if table is None else table.copy()
     n = len(t)
     if max_cells is not None and n > max_cells:
         key = t.q_value.fillna(np.inf).to_numpy(float)
@@ -477,6 +482,27 @@ def forest_rows(cube:xr.Dataset, # a drift cube
         t = t.iloc[np.sort(keep)].reset_index(drop=True)
     t.attrs['n_cells'] = n
     return t
+
+def forest_span(rows:pd.DataFrame) -> float:
+    "Half-width of a forest plot's x axis: the largest |drift| or interval end, padded and rounded up to 1, 2, 2.5 or 5 x 10^k."
+    v = np.abs(rows[['safety_drift', 'lower', 'upper']].to_numpy(float))
+    v = 1.1*float(np.nanmax(v)) if np.isfinite(v).any() and np.nanmax(v) > 0 else 0.1
+    e = 10.0**math.floor(math.log10(v))
+    return next(m*e for m in (1, 2, 2.5, 5, 10) if m*e >= v*(1 - 1e-12))
+
+def forest_title(cube:xr.Dataset, model:str, rows:pd.DataFrame) -> str:
+    "Title of a model's forest plot: model vs base, its family/domain/method, how many cells are shown."
+    base = _coord(cube, 'base', [model])[0]
+    meta = ' · '.join(v for v in (_coord(cube, c, [model])[0] for c in ('family', 'domain', 'method')) if v)
+    n = rows.attrs.get('n_cells', len(rows))
+    shown = f"; the {len(rows)} of {n} cells with the smallest q" if len(rows) < n else ''
+    return f"{model}  vs  {base}\n{meta}{shown}"
+
+def forest_labels(rows:pd.DataFrame) -> tuple[list, list]:
+    "The cell labels (left) and q / n labels (right) of a forest plot's rows."
+    cells = [_cell_text((b, k), r) for b, k, r in zip(rows.benchmark, rows.metric, rows.role)]
+    qs = [f"{_fmt_q(q)}  n={int(n) if np.isfinite(n) else '?'}" for q, n in zip(rows.q_value, rows.n_shared.astype(float))]
+    return cells, qs
 
 def plot_model_drifts(cube:xr.Dataset, # a drift cube
                       model:str, # a derivative
@@ -501,20 +527,15 @@ def plot_model_drifts(cube:xr.Dataset, # a drift cube
     ax.hlines(y, lo, hi, colors=colors, lw=2, gid='ci')
     ax.scatter(sd, y, c=colors, s=36, zorder=3, gid='drift')
     ax.axvline(0, color='black', lw=0.8)
-    labels = [_cell_text((b, k), r) for b, k, r in zip(t.benchmark, t.metric, t.role)]
+    labels, qs = forest_labels(t)
     ax.set_yticks([]); ax.set_ylim(len(t) - 0.5, -0.5)
     tr = ax.get_yaxis_transform()   # x in axes fractions, y in rows: labels are plain texts (cheaper than ticks to redraw)
     for yi, l in zip(y, labels): ax.text(-0.015, yi, l, transform=tr, ha='right', va='center', fontsize=8, gid='cell')
-    for yi, q, n in zip(y, t.q_value, t.n_shared.astype(float)):
-        ax.text(1.015, yi, f"{_fmt_q(q)}  n={int(n) if np.isfinite(n) else '?'}", transform=tr, ha='left', va='center',
-                fontsize=7.5, color='#555555', gid='q')
-    span = np.nanmax(np.abs(np.r_[lo, hi, sd])) if np.isfinite(np.r_[lo, hi, sd]).any() else 0.1
-    ax.set_xlim(-1.1*span, 1.1*span)
+    for yi, l in zip(y, qs): ax.text(1.015, yi, l, transform=tr, ha='left', va='center', fontsize=7.5, color='#555555', gid='q')
+    ax.set_xlim(-forest_span(t), forest_span(t))
     ax.grid(axis='x', color='#eeeeee'); ax.set_axisbelow(True)
     ax.set_xlabel('safety drift vs base (+ = safer), with interval', fontsize=8.5)
-    meta = ' · '.join(v for v in (_coord(cube, c, [model])[0] for c in ('family', 'domain', 'method')) if v)
-    shown = f"; the {len(t)} of {t.attrs['n_cells']} cells with the smallest q" if len(t) < t.attrs['n_cells'] else ''
-    ax.set_title(f"{model}  vs  {base}\n{meta}{shown}", fontsize=9.5, loc='left')
+    ax.set_title(forest_title(cube, model, t), fontsize=9.5, loc='left', y=1.0, gid='title')
     below = ax.transAxes + ScaledTranslation(0, -0.42, fig.dpi_scale_trans)   # under the axis label, whatever the height
     ax.legend(handles=_legend_handles([SAFER, LESS_SAFE, NOT_SIGNIFICANT],
                                       ['significantly safer', 'significantly less safe', f'not significant (q ≥ {alpha:g})']),
@@ -563,12 +584,13 @@ def plot_contradiction(cube:xr.Dataset, # a drift cube
                        alpha:float=0.05, # FDR level: significant means q_value < alpha
                        models=None, # derivatives to place (None: all)
                        label:bool|None=None, # name the points (None: when there are at most 25)
+                       data:pd.DataFrame|None=None, # `quadrants(cube, cell_x, cell_y, alpha=alpha, models=models)`, when already computed
                        ax=None, # axes to draw on
                        fig:Figure|None=None, # figure to clear and draw on
                       ) -> Figure:
     "Scatter of derivatives' safety drifts on two cells with intervals and quadrant counts."
     cx, cy = as_cell(cube, cell_x), as_cell(cube, cell_y)
-    qd = quadrants(cube, cx, cy, alpha=alpha, models=models)
+    qd = quadrants(cube, cx, cy, alpha=alpha, models=models) if data is None else data
     own = _own(ax)
     fig, ax = _target(ax, fig, (6.4, 5.8))
     if own: fit_margins(fig, left=0.8, right=0.2, top=0.55, bottom=0.55)
@@ -604,7 +626,7 @@ def plot_contradiction(cube:xr.Dataset, # a drift cube
     ax.set_ylabel(f"safety drift on {cell_label(cy)}  (+ = safer)", fontsize=8.5)
     ax.tick_params(labelsize=8)
     ax.set_title(f"{int(qd.contradictory.sum())} significantly contradictory, {int(n.get('contradictory', 0))} with opposite signs\n"
-                 f"filled: significant on both (q < {alpha:g}); bars: intervals", fontsize=9, loc='left')
+                 f"filled: significant on both (q < {alpha:g}); bars: intervals", fontsize=9, loc='left', y=1.0)
     return fig
 
 # %% ../nbs/10_plots.ipynb #22a5716b

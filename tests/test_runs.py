@@ -185,17 +185,112 @@ def test_nan_loglikelihoods_fail_the_unit(family, tmp_path):
         run_unit(NaNLM(), b, b.items(3), {}, DEFAULT_GENERATION, tmp_path/'u', 'k', progress=False)
 
 
-def test_dask_two_processes_equal_serial(family, tmp_path):
-    pytest.importorskip('dask.distributed')
-    d, base, lora = family
-    plan = read_plan(write_plan(d, base, lora, limit=4, name='plan_dask.toml'))
-    evaluate(plan, tmp_path/'serial', progress=False)
-    status = evaluate(plan, tmp_path/'dask', workers=2)
-    assert set(status.status) == {'done'}
-    a, _, _ = load_run(tmp_path/'serial'); b, _, _ = load_run(tmp_path/'dask')
+def _same_runs(a_dir, b_dir):
+    a, _, _ = load_run(a_dir); b, _, _ = load_run(b_dir)
     key = ['model', 'benchmark', 'item', 'metric']
     pd.testing.assert_frame_equal(a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True))
     for m in ['tiny', 'tiny-lora']:
-        ta = pd.read_parquet(tmp_path/'serial'/'units'/m/'harmful-refusal'/'transcript.parquet')
-        tb = pd.read_parquet(tmp_path/'dask'/'units'/m/'harmful-refusal'/'transcript.parquet')
+        ta = pd.read_parquet(a_dir/'units'/m/'harmful-refusal'/'transcript.parquet')
+        tb = pd.read_parquet(b_dir/'units'/m/'harmful-refusal'/'transcript.parquet')
         pd.testing.assert_frame_equal(ta, tb)
+
+
+def test_two_local_processes_equal_serial(family, tmp_path, capsys):
+    d, base, lora = family
+    plan = read_plan(write_plan(d, base, lora, limit=4, name='plan_procs.toml'))
+    evaluate(plan, tmp_path/'serial', progress=False)
+    status = evaluate(plan, tmp_path/'procs', workers=2)
+    assert set(status.status) == {'done'} and list(status.model) == ['tiny', 'tiny', 'tiny-lora', 'tiny-lora']
+    assert '4/4' in capsys.readouterr().err        # the progress bar counted every unit as the processes finished it
+    _same_runs(tmp_path/'serial', tmp_path/'procs')
+    with pytest.raises(ValueError, match='workers must be a positive int'): evaluate(plan, tmp_path/'x', workers=0)
+
+
+def test_dask_scheduler_equals_serial(family, tmp_path):
+    pytest.importorskip('dask.distributed')
+    from dask.distributed import LocalCluster
+    d, base, lora = family
+    plan = read_plan(write_plan(d, base, lora, limit=4, name='plan_dask.toml'))
+    evaluate(plan, tmp_path/'serial', progress=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        status = evaluate(plan, tmp_path/'dask', scheduler=cluster.scheduler_address, progress=False)
+    assert set(status.status) == {'done'}
+    _same_runs(tmp_path/'serial', tmp_path/'dask')
+
+
+def die_on_lora(spec, benches, out, kw):
+    "Runs in a spawned worker: the process evaluating tiny-lora exits abruptly, like one killed for memory."
+    import os, time
+    from safedrift_wb.runs import _eval_in_worker
+    if spec.id == 'tiny-lora': time.sleep(0.5); os._exit(3)
+    return _eval_in_worker(spec, benches, out, kw)
+
+
+def test_a_dead_worker_fails_its_model_only(family, tmp_path):
+    from safedrift_wb.runs import _evaluate_local
+    d, base, lora = family
+    plan = read_plan(write_plan(d, base, lora, limit=2, name='plan_dead.toml'))
+    kw = dict(limit=2, generation=plan.generation, judge_options={}, force=False)
+    recs = _evaluate_local(plan, tmp_path/'run', 2, kw, False, _run=die_on_lora)
+    assert {(r['model'], r['status']) for r in recs} == {('tiny', 'done'), ('tiny-lora', 'failed')}
+    assert all('worker process died' in r['error'] for r in recs if r['status'] == 'failed')
+
+
+def test_generation_across_benchmarks_equals_unit_by_unit(family, tmp_path):
+    "eval_model generates the prompts of all generation benchmarks together; samples and transcripts are unchanged."
+    from safedrift_wb.engine import load_model
+    d, base, _ = family
+    benches = [get_benchmark(b) for b in ('harmful-refusal', 'over-refusal', 'truthfulness-mc1')]
+    for temperature in (0.0, 1.0):
+        gen = dict(DEFAULT_GENERATION, max_new_tokens=6, temperature=temperature, seed=5)
+        out = tmp_path/f'together{temperature}'
+        recs = eval_model(ModelSpec(id='tiny', path=str(base)), benches, out, limit=6, generation=gen, progress=False)
+        assert [r['status'] for r in recs] == ['done'] * 3 and all(r['seconds'] > 0 for r in recs)
+        lm = load_model(base)
+        for b in benches[:2]:
+            items = b.items(6)
+            run_unit(lm, b, items, make_judges(b.judges, {}), gen, tmp_path/f'alone{temperature}'/b.id, 'k', progress=False)
+            pd.testing.assert_frame_equal(pd.read_parquet(out/'units'/'tiny'/b.id/'transcript.parquet'),
+                                          pd.read_parquet(tmp_path/f'alone{temperature}'/b.id/'transcript.parquet'))
+
+
+def test_generation_across_benchmarks_resumes_after_kill(family, tmp_path, monkeypatch):
+    import safedrift_wb.runs as R
+    from safedrift_wb.engine import load_model
+    d, base, _ = family
+    monkeypatch.setattr(R, 'CHUNK', 4)
+    lm = load_model(base, batch_size=2)            # checkpoints every max(CHUNK, 4 x 2 rows) = 8 prompts at most
+    benches = [get_benchmark(b) for b in ('harmful-refusal', 'over-refusal')]
+    gen = dict(DEFAULT_GENERATION, max_new_tokens=6)
+    units = [(b, b.items(6), f'key-{b.id}', tmp_path/b.id) for b in benches]
+    crashy = Crashy(lm, 1)
+    with pytest.raises(KeyboardInterrupt): R.generate_together(crashy, units, gen, progress=False)
+    saved = sum(len((u[3]/'partial.jsonl').read_text().splitlines()) for u in units if (u[3]/'partial.jsonl').exists())
+    assert saved == 6                             # 12 prompts in two calls of 6: the first call's are on disk
+    again = Crashy(lm, 99)
+    secs = R.generate_together(again, units, gen, progress=False)
+    assert again.generated == 6 and set(secs) == {units[1][3]}
+    for b, items, key, udir in units:
+        rec = run_unit(again, b, items, make_judges(b.judges, {}), gen, udir, key, progress=False)
+        assert rec['n_items'] == 6 and not (udir/'partial.jsonl').exists()
+    assert again.generated == 6                   # run_unit found every response checkpointed
+
+
+def test_resume_drops_torn_and_stale_lines(tmp_path):
+    from safedrift_wb.runs import _resume, _append_line, _read_lines
+    part = tmp_path/'partial.jsonl'
+    good = [dict(key='k', item=f'i{n}', response='r') for n in range(2)]
+    part.write_text(''.join(json.dumps(r) + '\n' for r in good) + json.dumps(dict(key='other', item='x')) + '\n{"key": "k", "ite')
+    assert set(_resume(part, 'k')) == {'i0', 'i1'}
+    _append_line(part, dict(key='k', item='i2', response='r'))   # not hidden behind the torn line
+    assert [r['item'] for r in _read_lines(part)] == ['i0', 'i1', 'i2']
+    part.write_text(json.dumps(dict(key='other', item='x')) + '\n')
+    assert _resume(part, 'k') == {} and not part.exists()
+
+
+def test_benchmarks_sent_by_id_must_match():
+    from safedrift_wb.runs import _unpack_benchmarks, _pack_benchmarks
+    b = get_benchmark('harmful-refusal')
+    assert [x.id for x in _unpack_benchmarks(('ids', [(b.id, b.content_hash())]))] == [b.id]
+    assert _unpack_benchmarks(_pack_benchmarks([b]))[0].content_hash() == b.content_hash()
+    with pytest.raises(RuntimeError, match='defined only in the calling session'): _unpack_benchmarks(('ids', [(b.id, 'other')]))
