@@ -6,6 +6,7 @@
 from __future__ import annotations
 import html
 import io
+import math
 import time
 import warnings
 from contextlib import contextmanager
@@ -59,6 +60,55 @@ def _alpha_slider(alpha):
     return widgets.FloatSlider(value=alpha, min=0.001, max=0.25, step=0.001, readout_format='.3f', continuous_update=False,
                                description='alpha (q <)', style={'description_width': 'initial'})
 
+try:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
+    from matplotlib.ft2font import FT2Font, RenderMode
+    _GLYPH_API = all(hasattr(FT2Font, n) for n in ('_layout', '_render_glyph', '_set_transform')) and hasattr(RendererAgg, '_draw_text_glyphs_and_boxes')
+except ImportError: _GLYPH_API = False
+
+_LAYOUTS, _GLYPHS, _CACHE_MAX = {}, {}, 50_000   # shared by every explorer canvas; cleared when full
+
+class _GlyphCacheRenderer(RendererAgg if _GLYPH_API else object):
+    """An Agg renderer that keeps text layouts and rasterised glyphs: most of an explorer redraw is rendering tick
+    labels glyph by glyph, and the same glyphs come back at every redraw. A glyph is kept per font, size, angle and
+    quarter-pixel offset, so text sits at most 1/8 pixel from where plain Agg puts it."""
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath: return super().draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+        font, flags = self._prepare_font(prop), get_hinting_flag()
+        size = prop.get_size_in_points()
+        feats, lang = (mtext.get_fontfeatures(), mtext.get_language()) if mtext is not None else (None, None)
+        if len(_LAYOUTS) > _CACHE_MAX or len(_GLYPHS) > _CACHE_MAX: _LAYOUTS.clear(); _GLYPHS.clear()
+        key = (s, font.fname, size, self.dpi, flags, tuple(feats) if feats else None, lang)
+        items = _LAYOUTS.get(key)
+        if items is None:
+            items = _LAYOUTS[key] = [(i.ft_object, i.glyph_index, i.x, i.y)
+                                     for i in font._layout(s, flags=flags, features=feats, language=lang)]
+        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        aa = gc.get_antialiased()
+        for ft, g, dx, dy in items:
+            fx, fy = round(0x40*(x + dx*cos - dy*sin)), round(0x40*(self.height - y + dx*sin + dy*cos))
+            qx, qy = (fx & 0x3f) >> 4, (fy & 0x3f) >> 4   # quarter-pixel offset of the glyph's origin
+            gk = (ft.fname, size, self.dpi, angle, g, qx, qy, aa, flags)
+            hit = _GLYPHS.get(gk)
+            if hit is None:
+                ft.set_size(size, self.dpi)
+                ft._set_transform((0x10000*np.array([[cos, -sin], [sin, cos]])).round().astype(int), [qx << 4, qy << 4])
+                bm = ft._render_glyph(g, flags, RenderMode.NORMAL if aa else RenderMode.MONO)
+                buf = np.array(bm.buffer)
+                if not aa: buf *= 0xff
+                hit = _GLYPHS[gk] = (buf, bm.left, bm.top)
+            buf, left, top = hit
+            if buf.size: self._renderer.draw_text_image(buf, (fx >> 6) + left, int(self.height) - ((fy >> 6) + top) + buf.shape[0], 0, gc)
+
+class _GlyphCacheCanvas(FigureCanvasAgg):
+    "An Agg canvas whose renderer keeps glyphs (see `_GlyphCacheRenderer`)."
+    def get_renderer(self):
+        w, h = self.get_width_height(physical=True)
+        key = w, h, self.figure.dpi
+        if self._lastKey != key:
+            self.renderer, self._lastKey = _GlyphCacheRenderer(w, h, self.figure.dpi), key
+        return self.renderer
+
 def canvas_png(canvas, *, compress_level:int=1) -> bytes:
     "PNG bytes of what an Agg canvas holds now (no redraw)."
     from PIL import Image
@@ -76,6 +126,7 @@ class Explorer:
         if not isinstance(cube, xr.Dataset): raise SchemaError(f"{type(self).__name__}: expected a drift cube (xarray.Dataset), got {type(cube).__name__}")
         self.cube, self.dpi = cube, dpi
         self.figure = new_figure(figsize, layout=None)
+        if _GLYPH_API: _GlyphCacheCanvas(self.figure)
         self.figure.set_dpi(dpi)
         self.image = widgets.Image(format='png')
         self.info = widgets.HTML()

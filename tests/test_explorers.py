@@ -189,3 +189,22 @@ def test_model_explorer_moves_its_artists_when_the_frame_stays():
     assert x.shape == y.shape and (np.abs(x - y).max(axis=2) > 40).mean() < 0.002
     mx.controls['alpha'].value = 0.2                        # a new level recolours on the moved artists
     assert 'q ≥ 0.2' in mx._forest['legend'].get_texts()[-1].get_text()
+
+
+def test_glyph_cache_renders_what_plain_agg_renders():
+    "Explorer canvases keep rasterised glyphs; their text lands within a fraction of a pixel of plain Agg's."
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from safedrift_wb.analysis import synthetic_cube
+    from safedrift_wb.explorers import _GLYPH_API, _GlyphCacheCanvas, canvas_png
+    if not _GLYPH_API: pytest.skip("this matplotlib has no per-glyph Agg text API; explorers use plain Agg")
+    cube = synthetic_cube(30, 12, 3, n_bases=2, seed=1)
+    for E in (DriftExplorer, ModelExplorer, ContradictionExplorer):
+        ex = E(cube)
+        assert isinstance(ex.figure.canvas, _GlyphCacheCanvas)
+        for a in ex.figure.findobj(): a.set_animated(False)
+        imgs = []
+        for C in (_GlyphCacheCanvas, FigureCanvasAgg, _GlyphCacheCanvas):   # the second cached render is all hits
+            C(ex.figure); ex.figure.canvas.draw(); imgs.append(_pixels(canvas_png(ex.figure.canvas)))
+        d = np.abs(imgs[0] - imgs[1]).max(axis=2)
+        assert (d > 0).any() and (d > 40).mean() < 0.01, E.__name__     # anti-aliasing edges only
+        assert np.array_equal(imgs[0], imgs[2])
