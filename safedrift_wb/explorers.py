@@ -62,46 +62,44 @@ def _alpha_slider(alpha):
 
 try:
     from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
-    from matplotlib.ft2font import FT2Font, RenderMode
-    _GLYPH_API = all(hasattr(FT2Font, n) for n in ('_layout', '_render_glyph', '_set_transform')) and hasattr(RendererAgg, '_draw_text_glyphs_and_boxes')
+    from matplotlib.ft2font import FT2Font
+    _GLYPH_API = all(hasattr(FT2Font, n) for n in ('set_text', 'draw_glyphs_to_bitmap', 'get_image', 'get_bitmap_offset'))
 except ImportError: _GLYPH_API = False
 
-_LAYOUTS, _GLYPHS, _CACHE_MAX = {}, {}, 50_000   # shared by every explorer canvas; cleared when full
+_TEXTS, _CACHE_MAX = {}, 20_000   # rendered strings, shared by every explorer canvas; cleared when full
 
 class _GlyphCacheRenderer(RendererAgg if _GLYPH_API else object):
-    """An Agg renderer that keeps text layouts and rasterised glyphs: most of an explorer redraw is rendering tick
-    labels glyph by glyph, and the same glyphs come back at every redraw. A glyph is kept per font, size, angle and
-    quarter-pixel offset, so text sits at most 1/8 pixel from where plain Agg puts it."""
-    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
-        if ismath: return super().draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+    """An Agg renderer that keeps each string it measures or draws as one rendered image: most of an explorer
+    redraw is text, and labels come back redraw after redraw. A string is laid out once (its size is measured from
+    the same layout) and drawn as matplotlib before 3.10 drew all text, one bitmap rotated in raster space."""
+    def _text(self, s, prop, aa:bool):
         font, flags = self._prepare_font(prop), get_hinting_flag()
-        size = prop.get_size_in_points()
-        feats, lang = (mtext.get_fontfeatures(), mtext.get_language()) if mtext is not None else (None, None)
-        if len(_LAYOUTS) > _CACHE_MAX or len(_GLYPHS) > _CACHE_MAX: _LAYOUTS.clear(); _GLYPHS.clear()
-        key = (s, font.fname, size, self.dpi, flags, tuple(feats) if feats else None, lang)
-        items = _LAYOUTS.get(key)
-        if items is None:
-            items = _LAYOUTS[key] = [(i.ft_object, i.glyph_index, i.x, i.y)
-                                     for i in font._layout(s, flags=flags, features=feats, language=lang)]
-        cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-        aa = gc.get_antialiased()
-        for ft, g, dx, dy in items:
-            fx, fy = round(0x40*(x + dx*cos - dy*sin)), round(0x40*(self.height - y + dx*sin + dy*cos))
-            qx, qy = (fx & 0x3f) >> 4, (fy & 0x3f) >> 4   # quarter-pixel offset of the glyph's origin
-            gk = (ft.fname, size, self.dpi, angle, g, qx, qy, aa, flags)
-            hit = _GLYPHS.get(gk)
-            if hit is None:
-                ft.set_size(size, self.dpi)
-                ft._set_transform((0x10000*np.array([[cos, -sin], [sin, cos]])).round().astype(int), [qx << 4, qy << 4])
-                bm = ft._render_glyph(g, flags, RenderMode.NORMAL if aa else RenderMode.MONO)
-                buf = np.array(bm.buffer)
-                if not aa: buf *= 0xff
-                hit = _GLYPHS[gk] = (buf, bm.left, bm.top)
-            buf, left, top = hit
-            if buf.size: self._renderer.draw_text_image(buf, (fx >> 6) + left, int(self.height) - ((fy >> 6) + top) + buf.shape[0], 0, gc)
+        key = (s, font.fname, prop.get_size_in_points(), self.dpi, flags, aa)
+        hit = _TEXTS.get(key)
+        if hit is None:
+            if len(_TEXTS) > _CACHE_MAX: _TEXTS.clear()
+            font.set_text(s, 0.0, flags=flags)
+            (w, h), d = font.get_width_height(), font.get_descent()
+            font.draw_glyphs_to_bitmap(antialiased=aa)
+            xo, yo = font.get_bitmap_offset()
+            hit = _TEXTS[key] = (np.array(font.get_image()), xo/64, yo/64, d/64, w/64, h/64)
+        return hit
+
+    def get_text_width_height_descent(self, s, prop, ismath):
+        if ismath: return super().get_text_width_height_descent(s, prop, ismath)
+        _, _, _, d, w, h = self._text(s, prop, True)
+        return w, h, d
+
+    def draw_text(self, gc, x, y, s, prop, angle, ismath=False, mtext=None):
+        if ismath or (mtext is not None and (mtext.get_fontfeatures() or mtext.get_language())):
+            return super().draw_text(gc, x, y, s, prop, angle, ismath=ismath, mtext=mtext)
+        img, xo, yo, d, _, _ = self._text(s, prop, gc.get_antialiased())
+        if not img.size: return
+        a = math.radians(angle)
+        self._renderer.draw_text_image(img, round(x + xo + d*math.sin(a)), round(y + yo + d*math.cos(a)) + 1, angle, gc)
 
 class _GlyphCacheCanvas(FigureCanvasAgg):
-    "An Agg canvas whose renderer keeps glyphs (see `_GlyphCacheRenderer`)."
+    "An Agg canvas whose renderer keeps rendered strings (see `_GlyphCacheRenderer`)."
     def get_renderer(self):
         w, h = self.get_width_height(physical=True)
         key = w, h, self.figure.dpi
