@@ -621,15 +621,20 @@ class PredictivenessExplorer(Explorer):
         if cell not in labels: raise SchemaError(f"PredictivenessExplorer: no derivative and base are both scored on {cell}")
         colors = [c for c in cube.coords if cube[c].dims == ('model',) and cube[c].dtype == object and c != 'model']
         if color_by not in colors: raise SchemaError(f"color_by={color_by!r}; choose one of {colors}")
+        self._color_by = None
         self.controls = {'cell': _dropdown('cell', labels, cell, '380px'), 'color_by': _dropdown('colour by', colors, color_by, '200px'),
                          'show_flips': widgets.Checkbox(value=True, description='join rank flips')}
         self._start()
 
     def _draw(self):
         c = self.controls
-        plot_predictiveness(self.cube, c['cell'].value, color_by=c['color_by'].value, show_flips=c['show_flips'].value, fig=self.figure)
-        self._dynamic = []
         self.flips = rank_flip_pairs(self.cube, c['cell'].value)
+        kw = dict(color_by=c['color_by'].value, show_flips=c['show_flips'].value, flips=self.flips)
+        if self.figure.axes and c['color_by'].value == self._color_by:   # same legend, same margins: keep the axes
+            _clear_plot(self.figure.axes[0])
+            plot_predictiveness(self.cube, c['cell'].value, ax=self.figure.axes[0], **kw)
+        else: plot_predictiveness(self.cube, c['cell'].value, fig=self.figure, **kw)
+        self._color_by, self._dynamic = c['color_by'].value, []
         b, k = as_cell(self.cube, c['cell'].value)
         s = self.stats.sel(benchmark=b, metric=k)
         lo, hi = s.rank_corr_ci.values

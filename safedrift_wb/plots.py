@@ -724,6 +724,7 @@ def plot_predictiveness(cube:xr.Dataset, # a drift cube
                         color_by:str='family', # model coordinate that colours the points
                         show_flips:bool=True, # join rank-flipped pairs
                         label:bool|None=None, # name the points (None: when there are at most 25)
+                        flips:pd.DataFrame|None=None, # `rank_flip_pairs(cube, cell)`, when already computed
                         ax=None, # axes to draw on
                         fig:Figure|None=None, # figure to clear and draw on
                        ) -> Figure:
@@ -735,7 +736,7 @@ def plot_predictiveness(cube:xr.Dataset, # a drift cube
     if p.empty: return _message(ax, f"No derivative and its base are both scored on {cell_label(c)}.")
     if color_by not in cube.coords or cube[color_by].dims != ('model',):
         raise SchemaError(f"color_by={color_by!r} is not a model coordinate of the cube")
-    flips = rank_flip_pairs(cube, c)
+    if flips is None: flips = rank_flip_pairs(cube, c)
     x, y = p.base_score.to_numpy(float), p.score.to_numpy(float)
     lo = float(np.nanmin(np.r_[x, y, p.base_lower, p.lower])); hi = float(np.nanmax(np.r_[x, y, p.base_upper, p.upper]))
     pad = 0.06*(hi - lo if hi > lo else 1.0)
@@ -771,7 +772,7 @@ def plot_predictiveness(cube:xr.Dataset, # a drift cube
     if own: fit_margins(fig, left=0.8, right=text_inches(max(len(f"{color_by}: {g}") for g in groups) + 4, 7.5) + 0.4,
                         top=0.55, bottom=0.55)
     ax.set_title(f"{cell_label(c)}: base vs derivative\nSpearman rho = {rho:.2f} over {len(p)} pairs; rank flips "
-                 f"{len(flips)}/{flips.attrs['n_comparable']} comparable pairs", fontsize=9, loc='left')
+                 f"{len(flips)}/{flips.attrs['n_comparable']} comparable pairs", fontsize=9, loc='left', y=1.0)
     return fig
 
 # %% ../nbs/10_plots.ipynb #8cf5ab53

@@ -225,3 +225,17 @@ def test_text_cache_renders_what_plain_agg_renders():
         d = np.abs(imgs[0] - imgs[1]).max(axis=2)
         assert (d > 40).mean() < 0.05, E.__name__                     # text edges only, nothing moved
         assert np.array_equal(imgs[0], imgs[2])
+
+
+def test_predictiveness_explorer_redraws_on_its_axes_like_a_fresh_one(cube):
+    px = PredictivenessExplorer(cube)
+    ax = px.figure.axes[0]
+    other = [o for o in px.controls['cell'].options if o != px.controls['cell'].value][0]
+    px.controls['cell'].value = other
+    assert px.figure.axes == [ax]                                   # same axes, artists replaced
+    fresh = PredictivenessExplorer(cube, cell=other)
+    x, y = _pixels(px.image.value), _pixels(fresh.image.value)
+    assert x.shape == y.shape and (np.abs(x - y).max(axis=2) > 40).mean() < 0.002
+    px.controls['color_by'].value = 'method'                        # a new legend: drawn anew, with its margins
+    assert {c.get_gid() for c in px.figure.axes[0].collections if (c.get_gid() or '').startswith('models:')} == \
+        {f'models:{m}' for m in {str(cube.method.sel(model=d).values) for d in derivatives(cube)}}
