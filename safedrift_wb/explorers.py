@@ -63,12 +63,12 @@ def _alpha_slider(alpha):
 try:
     from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
     from matplotlib.ft2font import FT2Font
-    _GLYPH_API = all(hasattr(FT2Font, n) for n in ('set_text', 'draw_glyphs_to_bitmap', 'get_image', 'get_bitmap_offset'))
-except ImportError: _GLYPH_API = False
+    _TEXT_CACHE_API = all(hasattr(FT2Font, n) for n in ('set_text', 'draw_glyphs_to_bitmap', 'get_image', 'get_bitmap_offset'))
+except ImportError: _TEXT_CACHE_API = False
 
 _TEXTS, _CACHE_MAX = {}, 20_000   # rendered strings, shared by every explorer canvas; cleared when full
 
-class _GlyphCacheRenderer(RendererAgg if _GLYPH_API else object):
+class _TextCacheRenderer(RendererAgg if _TEXT_CACHE_API else object):
     """An Agg renderer that keeps each string it measures or draws as one rendered image: most of an explorer
     redraw is text, and labels come back redraw after redraw. A string is laid out once (its size is measured from
     the same layout) and drawn as matplotlib before 3.10 drew all text, one bitmap rotated in raster space."""
@@ -98,13 +98,13 @@ class _GlyphCacheRenderer(RendererAgg if _GLYPH_API else object):
         a = math.radians(angle)
         self._renderer.draw_text_image(img, round(x + xo + d*math.sin(a)), round(y + yo + d*math.cos(a)) + 1, angle, gc)
 
-class _GlyphCacheCanvas(FigureCanvasAgg):
-    "An Agg canvas whose renderer keeps rendered strings (see `_GlyphCacheRenderer`)."
+class _TextCacheCanvas(FigureCanvasAgg):
+    "An Agg canvas whose renderer keeps rendered strings (see `_TextCacheRenderer`)."
     def get_renderer(self):
         w, h = self.get_width_height(physical=True)
         key = w, h, self.figure.dpi
         if self._lastKey != key:
-            self.renderer, self._lastKey = _GlyphCacheRenderer(w, h, self.figure.dpi), key
+            self.renderer, self._lastKey = _TextCacheRenderer(w, h, self.figure.dpi), key
         return self.renderer
 
 def canvas_png(canvas, *, compress_level:int=1) -> bytes:
@@ -124,7 +124,7 @@ class Explorer:
         if not isinstance(cube, xr.Dataset): raise SchemaError(f"{type(self).__name__}: expected a drift cube (xarray.Dataset), got {type(cube).__name__}")
         self.cube, self.dpi = cube, dpi
         self.figure = new_figure(figsize, layout=None)
-        if _GLYPH_API: _GlyphCacheCanvas(self.figure)
+        if _TEXT_CACHE_API: _TextCacheCanvas(self.figure)
         self.figure.set_dpi(dpi)
         self.image = widgets.Image(format='png')
         self.info = widgets.HTML()

@@ -231,9 +231,10 @@ def _progress(total, desc, enabled):
 
 def _resume(part:Path, key:str) -> dict:
     "Checkpointed records of `part` made under `key`, by item; the file is rewritten without any other line."
+    text = part.read_text(encoding='utf-8') if part.exists() else ''
     lines = _read_lines(part)
     done = {r['item']: r for r in lines if r.get('key') == key}
-    if part.exists() and (len(done) != len(lines) or not part.read_text(encoding='utf-8').endswith('\n')):
+    if text and (len(done) != len(lines) or not text.endswith('\n')):
         if done: atomic_write(part, ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in done.values()))
         else: part.unlink()  # stale key or a torn line: appending after it would hide later lines
     return done
@@ -324,8 +325,8 @@ def generate_together(lm, units:list, generation:dict, *, progress:bool=True) ->
         todo = [it for it in items if it['item'] not in done]
         jobs += [(udir, key, it['item'], lm.format_chat(b.prompt(it), system), sd)
                  for it, sd in zip(todo, item_seeds(b.id, todo, generation['seed']))]
-    dirs = list(dict.fromkeys(j[0] for j in jobs))
     if not jobs: return {}
+    dirs = list(dict.fromkeys(j[0] for j in jobs))
     rows = (lm._limits.get('generate') or lm._initial_limits('generate'))[0]
     calls = -(-len(jobs) // max(CHUNK, 4 * rows))  # checkpoint every few batches; calls of even size
     size, secs = -(-len(jobs) // calls), dict.fromkeys(dirs, 0.0)

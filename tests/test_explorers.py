@@ -203,11 +203,11 @@ def test_text_cache_renders_what_plain_agg_renders():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from safedrift_wb.analysis import synthetic_cube
-    from safedrift_wb.explorers import _GLYPH_API, _GlyphCacheCanvas, canvas_png
-    if not _GLYPH_API: pytest.skip("this matplotlib lacks FT2Font.set_text/draw_glyphs_to_bitmap; explorers use plain Agg")
+    from safedrift_wb.explorers import _TEXT_CACHE_API, _TextCacheCanvas, canvas_png
+    if not _TEXT_CACHE_API: pytest.skip("this matplotlib lacks FT2Font.set_text/draw_glyphs_to_bitmap; explorers use plain Agg")
     for rot, ha, mode in [(0, 'left', 'default'), (0, 'right', 'default'), (40, 'right', 'anchor'), (90, 'center', 'default')]:
         inks = []
-        for C in (_GlyphCacheCanvas, FigureCanvasAgg):
+        for C in (_TextCacheCanvas, FigureCanvasAgg):
             fig = Figure(figsize=(3, 3), dpi=72); C(fig)
             fig.text(0.5, 0.5, 'bench-02 / refusal_rate', rotation=rot, ha=ha, rotation_mode=mode, fontsize=8)
             fig.canvas.draw(); inks.append(_ink(canvas_png(fig.canvas)))
@@ -217,10 +217,10 @@ def test_text_cache_renders_what_plain_agg_renders():
     cube = synthetic_cube(30, 12, 3, n_bases=2, seed=1)
     for E in (DriftExplorer, ModelExplorer, ContradictionExplorer):
         ex = E(cube)
-        assert isinstance(ex.figure.canvas, _GlyphCacheCanvas)
+        assert isinstance(ex.figure.canvas, _TextCacheCanvas)
         for a in ex.figure.findobj(): a.set_animated(False)
         imgs = []
-        for C in (_GlyphCacheCanvas, FigureCanvasAgg, _GlyphCacheCanvas):   # the second cached render is all hits
+        for C in (_TextCacheCanvas, FigureCanvasAgg, _TextCacheCanvas):   # the second cached render is all hits
             C(ex.figure); ex.figure.canvas.draw(); imgs.append(_pixels(canvas_png(ex.figure.canvas)))
         d = np.abs(imgs[0] - imgs[1]).max(axis=2)
         assert (d > 40).mean() < 0.05, E.__name__                     # text edges only, nothing moved
