@@ -1,0 +1,54 @@
+"""The package's layout: arrows run downward (no import cycles), no private name is used outside its module, no
+module is over 600 lines, imports sit at the top of modules except the heavy optional packages, and the light
+layers (the cube and the analyses) load without torch, transformers or ipywidgets."""
+import json, subprocess, sys
+from collections import defaultdict
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT/'tools'))
+from layout import HEAVY, layout  # noqa: E402
+
+L = layout(ROOT/'safedrift_wb')
+
+def test_no_import_cycles():
+    assert L.cycles == [], f"import cycles: {L.cycles}"
+
+def test_no_private_names_across_modules():
+    assert L.private == [], "private names imported from another module (make them public where they are owned): " + \
+        ', '.join(f"{m} imports {n} from {src}" for m, src, n in L.private)
+
+def test_modules_at_most_600_lines():
+    big = {m: n for m, n in L.sizes.items() if n > 600}
+    assert not big, f"modules over 600 lines: {big}"
+
+def test_imports_at_top_except_heavy_optional_ones():
+    bad = [(m, t, line) for m, t, line in L.inner if t.split('.')[0] not in HEAVY]
+    assert not bad, "imports inside functions (move them to the top of the module): " + \
+        ', '.join(f"{m}:{line} {t}" for m, t, line in bad)
+
+def test_each_heavy_package_imported_lazily_in_one_module():
+    where = defaultdict(set)
+    for m, t, _ in L.inner: where[t.split('.')[0]].add(m)
+    many = {p: sorted(ms) for p, ms in where.items() if len(ms) > 1}
+    assert not many, f"heavy packages imported lazily in more than one module: {many}"
+
+LIGHT = ['safedrift_wb.cube', 'safedrift_wb.analysis', 'safedrift_wb.schema', 'safedrift_wb.example']
+
+@pytest.mark.parametrize('mod', LIGHT)
+def test_light_layers_do_not_load_heavy_packages(mod):
+    code = (f"import sys, json, {mod}; "
+            "print(json.dumps(sorted(p for p in ('torch', 'transformers', 'ipywidgets', 'peft', 'dask') if p in sys.modules)))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [], f"import {mod} loads {out.stdout.strip()}"
+
+def test_the_measure_sees_a_planted_cycle_and_private_import(tmp_path):
+    pkg = tmp_path/'pkg'; pkg.mkdir()
+    (pkg/'__init__.py').write_text('')
+    (pkg/'a.py').write_text('from .b import _hidden\n')
+    (pkg/'b.py').write_text('from . import a\ndef f():\n    import json\n')
+    got = layout(pkg)
+    assert got.cycles == [['pkg.a', 'pkg.b']]
+    assert got.private == [('pkg.a', 'pkg.b', '_hidden')]
+    assert [t for _, t, _ in got.inner] == ['json']
