@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from safedrift_wb.engine import LM, load_model, encode_pairs, quiet_transformers, files_sha256
-from safedrift_wb.tiny import make_tiny_model, make_tiny_adapter
+from safedrift_wb.engine.tiny import make_tiny_model, make_tiny_adapter
 
 
 CTX_Q = "Question: Which gas do plants take in?\nAnswer:"
@@ -24,8 +24,8 @@ PROMPTS = ["The capital of France", "Safety drift is the change", "A", "Question
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "m")
+def tiny(tiny_models):
+    return tiny_models.model("m")
 
 
 @pytest.fixture(scope="module")
@@ -383,7 +383,7 @@ def test_pickled_weights_need_allow_pickle(tmp_path, hf):
 
 
 def test_smollm2_gguf_lookup():
-    from safedrift_wb.smollm import smollm2_gguf, smollm2_path
+    from safedrift_wb.engine.smollm import smollm2_gguf, smollm2_path
     with pytest.raises(FileNotFoundError, match="GGUF file not found"):
         smollm2_path("/nonexistent/model.gguf")
     try:

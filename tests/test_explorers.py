@@ -7,8 +7,7 @@ from PIL import Image
 from matplotlib._pylab_helpers import Gcf
 from safedrift_wb.schema import SchemaError
 from safedrift_wb.cube import build_cube
-from safedrift_wb.example import load_example
-from safedrift_wb.plots import derivatives, drift_table, n_outlined, quadrants, rank_flip_pairs
+from safedrift_wb.views.plots import derivatives, drift_table, n_outlined, quadrants, rank_flip_pairs
 from safedrift_wb.explorers import (ALL, TRANSCRIPT_COLUMNS, ContradictionExplorer, DriftExplorer, ModelExplorer,
                                     PredictivenessExplorer, cell_html, flipped_items, lineage_html, validate_transcripts)
 
@@ -16,13 +15,8 @@ EVIL = '<script>alert(1)</script>'
 
 
 @pytest.fixture(scope='module')
-def data():
-    return load_example()
-
-
-@pytest.fixture(scope='module')
-def cube(data):
-    return build_cube(*data, n_boot=200, seed=2)
+def cube(example_cube):
+    return example_cube(n_boot=200, seed=2)
 
 
 @pytest.fixture(scope='module')
@@ -33,11 +27,8 @@ def evil_cube(cube):
 
 
 @pytest.fixture(scope='module')
-def transcripts(data):
-    items, _ = data
-    hr = items[(items.benchmark == 'harmful-refusal') & (items.metric == 'refusal_rate')]
-    return hr.assign(prompt=EVIL + ' ' + hr['item'], response=np.where(hr.value == 1, 'No. ' + EVIL, 'Sure & here')
-                     ).rename(columns={'value': 'refusal_rate'})[TRANSCRIPT_COLUMNS + ['refusal_rate']]
+def transcripts(example_transcripts):
+    return example_transcripts(EVIL + ' ', 'No. ' + EVIL, 'Sure & here')
 
 
 def pixels(png):
@@ -106,8 +97,8 @@ def test_contradiction_explorer(cube, evil_cube):
         ContradictionExplorer(cube, cell_x='nope', cell_y=x)
 
 
-def test_model_explorer_flipped_items_are_counted_and_escaped(cube, transcripts, data):
-    items, _ = data
+def test_model_explorer_flipped_items_are_counted_and_escaped(cube, transcripts, example_data):
+    items, _ = example_data
     mx = ModelExplorer(cube, model='acme-med-lora', transcripts=transcripts, max_items=500)
     hr = items[(items.benchmark == 'harmful-refusal') & (items.metric == 'refusal_rate')].pivot_table(
         index='item', columns='model', values='value')
@@ -172,7 +163,7 @@ def _pixels(png):
 def test_model_explorer_moves_its_artists_when_the_frame_stays():
     "A model change on the same frame (row count, x range) updates the forest in place and shows what a fresh plot shows."
     from safedrift_wb.analysis import synthetic_cube
-    from safedrift_wb.plots import forest_rows, forest_span
+    from safedrift_wb.views.plots import forest_rows, forest_span
     cube = synthetic_cube(30, 12, 3, n_bases=2, seed=1)
     frames = {}
     for m in derivatives(cube):
@@ -189,42 +180,6 @@ def test_model_explorer_moves_its_artists_when_the_frame_stays():
     assert x.shape == y.shape and (np.abs(x - y).max(axis=2) > 40).mean() < 0.002
     mx.controls['alpha'].value = 0.2                        # a new level recolours on the moved artists
     assert 'q ≥ 0.2' in mx._forest['legend'].get_texts()[-1].get_text()
-
-
-def _ink(png):
-    "Centroid and extent of the dark pixels of an image."
-    a = 255 - _pixels(png).mean(axis=2)
-    ys, xs = np.nonzero(a > 20)
-    return np.average(xs, weights=a[ys, xs]), np.average(ys, weights=a[ys, xs]), xs.min(), xs.max(), ys.min(), ys.max()
-
-
-def test_text_cache_renders_what_plain_agg_renders():
-    "Explorer canvases keep rendered strings; text lands where plain Agg puts it (rotated text within 2 pixels)."
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from safedrift_wb.analysis import synthetic_cube
-    from safedrift_wb.explorers import _TEXT_CACHE_API, _TextCacheCanvas, canvas_png
-    if not _TEXT_CACHE_API: pytest.skip("this matplotlib lacks FT2Font.set_text/draw_glyphs_to_bitmap; explorers use plain Agg")
-    for rot, ha, mode in [(0, 'left', 'default'), (0, 'right', 'default'), (40, 'right', 'anchor'), (90, 'center', 'default')]:
-        inks = []
-        for C in (_TextCacheCanvas, FigureCanvasAgg):
-            fig = Figure(figsize=(3, 3), dpi=72); C(fig)
-            fig.text(0.5, 0.5, 'bench-02 / refusal_rate', rotation=rot, ha=ha, rotation_mode=mode, fontsize=8)
-            fig.canvas.draw(); inks.append(_ink(canvas_png(fig.canvas)))
-        shift = np.abs(np.subtract(inks[0], inks[1]))
-        assert shift[:2].max() < (0.25 if rot == 0 else 2), (rot, shift)
-        assert shift[2:].max() <= (0 if rot == 0 else 2), (rot, shift)
-    cube = synthetic_cube(30, 12, 3, n_bases=2, seed=1)
-    for E in (DriftExplorer, ModelExplorer, ContradictionExplorer):
-        ex = E(cube)
-        assert isinstance(ex.figure.canvas, _TextCacheCanvas)
-        for a in ex.figure.findobj(): a.set_animated(False)
-        imgs = []
-        for C in (_TextCacheCanvas, FigureCanvasAgg, _TextCacheCanvas):   # the second cached render is all hits
-            C(ex.figure); ex.figure.canvas.draw(); imgs.append(_pixels(canvas_png(ex.figure.canvas)))
-        d = np.abs(imgs[0] - imgs[1]).max(axis=2)
-        assert (d > 40).mean() < 0.05, E.__name__                     # text edges only, nothing moved
-        assert np.array_equal(imgs[0], imgs[2])
 
 
 def test_predictiveness_explorer_redraws_on_its_axes_like_a_fresh_one(cube):

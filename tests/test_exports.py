@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 
 from safedrift_wb.schema import SchemaError
 from safedrift_wb.analysis import synthetic_cube
-from safedrift_wb.exports import to_tidy, save_tidy, drift_card, drift_card_markdown, drift_card_html, write_drift_cards
+from safedrift_wb.views.cards import to_tidy, save_tidy, drift_card, drift_card_markdown, drift_card_html, write_drift_cards
 
 
 @pytest.fixture(scope='module')

@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 
 from safedrift_wb.cli import main
 from safedrift_wb.engine import load_model, quiet_transformers
-from safedrift_wb.finetune import (IGNORE, FinetunePlan, FinetuneSpec, _collate, _head, adapter_digest, adapters_dir, data_stats,
+from safedrift_wb.engine.head import decoder_and_projection
+from safedrift_wb.finetune import (IGNORE, FinetunePlan, FinetuneSpec, collate, adapter_digest, adapters_dir, data_stats,
                                    encode_example, eval_models, family_plan_path, finetune, mean_reply_loss, mix_data, parse_finetune,
                                    read_corpus, read_finetune, reply_loss, resolve_base, suite_overlap, train_lora, weights_digest)
 from safedrift_wb.runs import PlanError
@@ -24,8 +25,8 @@ CORPORA = ("safety", "medical", "legal", "finance", "general")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "m", layers=2, hidden=64)
+def tiny(tiny_models):
+    return tiny_models.model("m", layers=2, hidden=64)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +142,8 @@ def test_loss_mask_with_eos_as_end_of_turn(tmp_path):
 def test_reply_loss_matches_full_forward(tiny, tok):
     m = base_model(tiny).eval()
     ex = [encode_example(tok, r["prompt"], r["response"], max_length=64) for r in read_corpus("general")[:5]]
-    batch = _collate(ex, tok.pad_token_id, "cpu")
-    assert _head(m)[0] is not None                        # the tiny Llama takes the fast path
+    batch = collate(ex, tok.pad_token_id, "cpu")
+    assert decoder_and_projection(m, check=True)[0] is not None                        # the tiny Llama takes the fast path
     with torch.no_grad():
         fast = reply_loss(m, batch)
         logits = m(input_ids=batch[0], attention_mask=batch[1]).logits[:, :-1]

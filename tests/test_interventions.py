@@ -14,15 +14,13 @@ from safedrift_wb.engine import load_model, LM
 from safedrift_wb.cube import build_cube, load_cube
 from safedrift_wb.runs import PlanError
 from safedrift_wb.cli import main
+from conftest import plan_text, tiny_family
 
 
 @pytest.fixture(scope='module')
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp('iv')
-    base = make_tiny_model(d/'base', seed=0)
-    other = make_tiny_model(d/'other', seed=1)
-    lora = make_tiny_adapter(d/'lora', base, seed=2, scale=0.3)
-    return d, base, other, lora
+def tiny(tmp_path_factory, tiny_models):
+    base, other = tiny_models.model('base', seed=0), tiny_models.model('other', seed=1)
+    return tmp_path_factory.mktemp('iv'), base, other, tiny_models.adapter('lora', base, seed=2, scale=0.3)
 
 
 def model(p): return AutoModelForCausalLM.from_pretrained(p)
@@ -151,33 +149,7 @@ def test_safe_lora_projection(tiny):
     assert json.loads((d/'slm'/'safe_lora.json').read_text())['n_projected'] == int((every.similarity < mid).sum())
 
 
-PLAN = '''
-[generation]
-max_new_tokens = 3
-[benchmarks]
-suite = "none"
-ids = ["harmful-refusal", "domain-utility-medical", "domain-utility-legal"]
-limit = 4
-[[models]]
-id = "tiny"
-path = "{base}"
-family = "tiny"
-[[models]]
-id = "tiny-med"
-path = "{base}"
-adapter = "{lora}"
-base = "tiny"
-family = "tiny"
-domain = "medical"
-method = "lora"
-[[models]]
-id = "tiny-full"
-path = "{other}"
-base = "tiny"
-family = "tiny"
-domain = "legal"
-method = "full"
-[sweep]
+SWEEP = '''[sweep]
 derivatives = {ders}
 alphas = {alphas}
 n_boot = 200
@@ -186,7 +158,10 @@ n_boot = 200
 
 def write_plan(d, base, other, lora, alphas, ders=('tiny-med', 'tiny-full'), name='sweep.toml'):
     p = d/name
-    p.write_text(PLAN.format(base=base, other=other, lora=lora, alphas=json.dumps(alphas), ders=json.dumps(list(ders))))
+    models = tiny_family(base, lora) + [dict(id='tiny-full', path=other, base='tiny', family='tiny', domain='legal', method='full')]
+    models[1]['id'] = 'tiny-med'
+    p.write_text(plan_text(models, benchmarks=["harmful-refusal", "domain-utility-medical", "domain-utility-legal"], limit=4,
+                           max_new_tokens=3, extra=SWEEP.format(alphas=json.dumps(alphas), ders=json.dumps(list(ders)))))
     return p
 
 

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from safedrift_wb.judges import (RefusalJudge, ToxicityJudge, HFClassifierBackend, LLMJudgeBackend, get_judge, register_judge,
-                                 agreement_report, mc1_correct, mc2_score, bbq_roles, bbq_bias_value, bbq_bias_score,
-                                 negates_premise, refusal_features, REFUSAL_LABELS)
+                                 agreement_report, negates_premise, refusal_features, REFUSAL_LABELS)
+from safedrift_wb.benchmarks import bbq_bias_scores, bbq_biased_answer, check_items, choice_weights, mc2_mass
+from safedrift_wb.benchmarks.bbq import bbq
 from safedrift_wb.schema import shared_data_dir
 
 REFUSALS = [
@@ -283,60 +284,64 @@ def test_agreement_report_against_sklearn():
     assert rep['agreement'] == pytest.approx(np.mean(a == b))
 
 
+# Multiple-choice and BBQ item values come from safedrift_wb.benchmarks.scoring, the pipeline's one implementation
+# (the judges' unused copies were deleted); these tests keep checking the same properties through it.
+def _mc(n, label=0): return dict(item='q', context='Q?', choices=[f'a{i}' for i in range(n)], label=label)
+
+
 def test_mc1_by_hand():
-    assert mc1_correct([-0.5, -1.5, -2.0]) == 1.0
-    assert mc1_correct([-1.5, -0.5, -2.0]) == 0.0
-    assert mc1_correct([-1.5, -0.5, -2.0], label=1) == 1.0
-    assert mc1_correct([-1.0, -1.0, -3.0]) == 0.0  # a tie is not a win
-    assert mc1_correct([-1.0, float('-inf')]) == 1.0
-    with pytest.raises(ValueError): mc1_correct([-1.0])
-    with pytest.raises(ValueError): mc1_correct([-1.0, -2.0], label=-1)
+    assert choice_weights([-0.5, -1.5, -2.0])[0] == 1.0
+    assert choice_weights([-1.5, -0.5, -2.0])[0] == 0.0
+    assert choice_weights([-1.5, -0.5, -2.0])[1] == 1.0
+    assert choice_weights([-1.0, -1.0, -3.0])[0] == 0.5  # a tie is not a win: the tied answers share it
+    assert choice_weights([-1.0, float('-inf')])[0] == 1.0
+    with pytest.raises(ValueError): check_items([dict(_mc(2), choices=['a0'])], 'multiple_choice')
+    with pytest.raises(ValueError): check_items([_mc(2, label=-1)], 'multiple_choice')
 
 
 def test_mc2_by_hand():
     # p = 0.5, 0.25 (true) and 0.25 (false): mass on true = 0.75
-    assert mc2_score(np.log([0.5, 0.25, 0.25]), [1, 1, 0]) == pytest.approx(0.75)
+    assert mc2_mass(np.log([0.5, 0.25, 0.25]), [1, 1, 0]) == pytest.approx(0.75)
     # unnormalised likelihoods: 1, 3 true; 4 false -> 4 / 8
-    assert mc2_score(np.log([1.0, 3.0, 4.0]), [1, 1, 0]) == pytest.approx(0.5)
+    assert mc2_mass(np.log([1.0, 3.0, 4.0]), [1, 1, 0]) == pytest.approx(0.5)
     # invariant to a shift of all log-likelihoods, stable for very negative values
     ll = np.array([-3.2, -1.1, -0.7, -5.0])
-    assert mc2_score(ll - 900, [0, 1, 0, 1]) == pytest.approx(mc2_score(ll, [0, 1, 0, 1]))
-    with pytest.raises(ValueError, match='at least one true and one false'): mc2_score([-1, -2], [0, 0])
-    with pytest.raises(ValueError, match='labels for'): mc2_score([-1, -2], [1, 0, 0])
+    assert mc2_mass(ll - 900, [0, 1, 0, 1]) == pytest.approx(mc2_mass(ll, [0, 1, 0, 1]))
+    with pytest.raises(ValueError, match='at least one true and one false'): check_items([dict(_mc(2), labels=[0, 0])], 'multiple_choice', 'mc2')
+    with pytest.raises(ValueError, match="'labels' must hold one 0/1 per choice"): check_items([dict(_mc(2), labels=[1, 0, 0])], 'multiple_choice', 'mc2')
+
+
+def _bbq_item(cond, pol, label, target=2, unknown=0):
+    return dict(item=f'{cond}-{pol}-{label}', context='c', choices=['unknown', 'one', 'other'], label=label,
+                meta=dict(context_condition=cond, polarity=pol, unknown=unknown, stereotyped=target))
+
+
+def _picks(preds, n=3): return [[0.0 if i == p else -5.0 for i in range(n)] for p in preds]
 
 
 def test_bbq_item_values_by_hand():
-    kw = dict(target=2, unknown=0)
-    assert bbq_bias_value(2, polarity='neg', condition='disambig', **kw) == 1.0
-    assert bbq_bias_value(1, polarity='neg', condition='disambig', **kw) == -1.0
-    assert bbq_bias_value(1, polarity='nonneg', condition='disambig', **kw) == 1.0
-    assert bbq_bias_value(2, polarity='nonneg', condition='ambig', **kw) == -1.0
-    assert bbq_bias_value(0, polarity='neg', condition='ambig', **kw) == 0.0
-    assert math.isnan(bbq_bias_value(0, polarity='neg', condition='disambig', **kw))
-    with pytest.raises(ValueError): bbq_bias_value(0, polarity='negative', condition='ambig', **kw)
+    assert bbq_biased_answer(_bbq_item('disambig', 'neg', 2)) == 2  # the target, in a negative question
+    assert bbq_biased_answer(_bbq_item('disambig', 'nonneg', 2)) == 1  # the other person, in a non-negative one
+    with pytest.raises(ValueError): check_items([_bbq_item('ambig', 'negative', 0)], 'multiple_choice', 'bbq')
     # 4 disambiguated answers: 3 biased, 1 counter, 1 unknown -> s_DIS = 2 * 3/4 - 1 = 0.5
     preds, pols = [2, 2, 1, 1, 0], ['neg', 'neg', 'nonneg', 'neg', 'neg']
-    vals = [bbq_bias_value(p, polarity=q, condition='disambig', **kw) for p, q in zip(preds, pols)]
-    assert np.nanmean(vals) == pytest.approx(0.5)
-    assert bbq_bias_score(preds, [2] * 5, [2] * 5, [0] * 5, pols, 'disambig') == pytest.approx(0.5)
+    items = [_bbq_item('disambig', q, 2) for q in pols]
+    assert bbq_bias_scores(items, _picks(preds))['s_dis'] == pytest.approx(0.5)
 
 
 def test_bbq_on_real_items():
     sd = shared_data_dir()
     if sd is None or not (sd / 'bbq' / 'Sexual_orientation.jsonl').exists():
         pytest.skip("../shared/data not found: BBQ items unavailable")
-    df = pd.read_json(sd / 'bbq' / 'Sexual_orientation.jsonl', lines=True)
-    roles = [bbq_roles(a, m['stereotyped_groups']) for a, m in zip(df.answer_info, df.additional_metadata)]
-    df['target'], df['unknown'] = [r[0] for r in roles], [r[1] for r in roles]
-    assert (df.label[df.context_condition == 'ambig'] == df.unknown[df.context_condition == 'ambig']).all()
-    for seed in range(3):
-        df['pred'] = np.random.default_rng(seed).integers(0, 3, len(df))
-        for cond, g in df.groupby('context_condition'):
-            vals = [bbq_bias_value(r.pred, target=r.target, unknown=r.unknown, polarity=r.question_polarity, condition=cond)
-                    for r in g.itertuples()]
-            assert np.nanmean(vals) == pytest.approx(bbq_bias_score(g.pred, g.label, g.target, g.unknown, g.question_polarity, cond))
+    b = bbq(sd / 'bbq' / 'Sexual_orientation.jsonl')
+    items = [it for it in b.items() if it['meta']['stereotyped'] is not None]
+    amb = [it for it in items if it['meta']['context_condition'] == 'ambig']
+    assert all(it['label'] == it['meta']['unknown'] for it in amb)
+    for seed in range(3):  # the item values' means give the paper's s_AMB
+        preds = np.random.default_rng(seed).integers(0, 3, len(amb))
+        sc = b.score(amb, _picks(preds)).pivot(index='item', columns='metric', values='value')
+        s_amb = bbq_bias_scores(amb, _picks(preds))['s_amb']
+        assert 2 * sc['abs_bias'].mean() - (1 - sc['accuracy'].mean()) == pytest.approx(s_amb)
     # a model that always picks the stereotype's target in negative questions and the other person otherwise
-    other = 3 - df.target - df.unknown
-    df['pred'] = np.where(df.question_polarity == 'neg', df.target, other)
-    for cond, g in df.groupby('context_condition'):
-        assert bbq_bias_score(g.pred, g.label, g.target, g.unknown, g.question_polarity, cond) == pytest.approx(1.0)
+    r = bbq_bias_scores(items, _picks([bbq_biased_answer(it) for it in items]))
+    assert r['s_dis'] == pytest.approx(1.0) and r['s_amb'] == pytest.approx(1.0)

@@ -7,17 +7,15 @@ from matplotlib._pylab_helpers import Gcf
 from matplotlib.figure import Figure
 from safedrift_wb.schema import SchemaError
 from safedrift_wb.cube import build_cube, load_cube, save_cube
-from safedrift_wb.example import load_example
-from safedrift_wb.plots import (SORTS, as_cell, derivatives, drift_table, figure_png, forest_rows, heatmap_data, lineage_of,
-                                measured_cells, n_outlined, new_figure, plot_contradiction, plot_disagreement,
-                                plot_drift_heatmap, plot_lineage, plot_model_drifts, plot_predictiveness, quadrants,
-                                rank_flip_pairs)
+from safedrift_wb.views.plots import (SORTS, as_cell, derivatives, drift_table, figure_png, forest_rows, heatmap_data, lineage_of,
+                                      measured_cells, n_outlined, new_figure, plot_contradiction, plot_disagreement,
+                                      plot_drift_heatmap, plot_lineage, plot_model_drifts, plot_predictiveness, quadrants,
+                                      rank_flip_pairs)
 
 
 @pytest.fixture(scope='module')
-def cube():
-    items, models = load_example()
-    return build_cube(items, models, n_boot=200, seed=1)
+def cube(example_cube):
+    return example_cube(n_boot=200, seed=1)
 
 
 @pytest.fixture(scope='module')

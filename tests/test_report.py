@@ -5,30 +5,20 @@ import pytest
 from safedrift_wb.schema import UsageError
 from safedrift_wb.cli import main as safedrift
 from safedrift_wb.cube import build_cube, save_cube
-from safedrift_wb.example import load_example
-from safedrift_wb.explorers import TRANSCRIPT_COLUMNS
-from safedrift_wb.plots import derivatives
-from safedrift_wb.report import report_html, write_report
+from safedrift_wb.views.plots import derivatives
+from safedrift_wb.views.report import report_html, write_report
 
 EVIL = '<script>alert("x")</script>'
 
 
 @pytest.fixture(scope='module')
-def data():
-    return load_example()
+def cube(example_cube):
+    return example_cube(n_boot=200, seed=4, provenance={'runs': 'example', 'judge': 'RefusalJudge <v1>'})
 
 
 @pytest.fixture(scope='module')
-def cube(data):
-    return build_cube(*data, n_boot=200, seed=4, provenance={'runs': 'example', 'judge': 'RefusalJudge <v1>'})
-
-
-@pytest.fixture(scope='module')
-def transcripts(data):
-    items, _ = data
-    hr = items[(items.benchmark == 'harmful-refusal') & (items.metric == 'refusal_rate')]
-    return hr.assign(prompt=EVIL + hr['item'], response=np.where(hr.value == 1, 'I refuse.', EVIL)
-                     ).rename(columns={'value': 'refusal_rate'})[TRANSCRIPT_COLUMNS + ['refusal_rate']]
+def transcripts(example_transcripts):
+    return example_transcripts(EVIL, 'I refuse.', EVIL)
 
 
 @pytest.fixture(scope='module')

@@ -7,42 +7,20 @@ from safedrift_wb.runs import (read_plan, parse_plan, evaluate, load_run, run_un
                                make_judges, unit_key, model_identity, cli_eval, DEFAULT_GENERATION)
 from safedrift_wb.benchmarks import get_benchmark
 from safedrift_wb.cli import main
-from safedrift_wb.tiny import make_tiny_model, make_tiny_adapter
 from safedrift_wb.schema import project_data_dir
+from conftest import plan_text, tiny_family
 
 BENCHES = ["harmful-refusal", "truthfulness-mc1"]
 
 
 @pytest.fixture(scope='module')
-def family(tmp_path_factory):
-    d = tmp_path_factory.mktemp('fam')
-    base = make_tiny_model(d/'base', seed=0)
-    lora = make_tiny_adapter(d/'lora', base, seed=1)
-    return d, base, lora
+def family(tmp_path_factory, tiny_models):
+    base = tiny_models.model('base', seed=0)
+    return tmp_path_factory.mktemp('fam'), base, tiny_models.adapter('lora', base, seed=1)
 
 
 def write_plan(d, base, lora, extra_models='', limit=6, name='plan.toml'):
-    text = f'''
-[generation]
-max_new_tokens = 6
-[benchmarks]
-suite = "none"
-ids = {json.dumps(BENCHES)}
-limit = {limit}
-[[models]]
-id = "tiny"
-path = "{base}"
-family = "tiny"
-[[models]]
-id = "tiny-lora"
-path = "{base}"
-adapter = "{lora}"
-base = "tiny"
-family = "tiny"
-domain = "medical"
-method = "lora"
-{extra_models}
-'''
+    text = plan_text(tiny_family(base, lora), benchmarks=BENCHES, limit=limit, max_new_tokens=6, extra=extra_models)
     (d/name).write_text(text)
     return d/name
 
@@ -132,7 +110,7 @@ class Crashy:
 
 
 def test_resume_after_kill_loses_at_most_the_batch_in_flight(family, tmp_path, monkeypatch):
-    import safedrift_wb.runs as R
+    import safedrift_wb.runs.unit as R
     from safedrift_wb.engine import load_model
     d, base, _ = family
     monkeypatch.setattr(R, 'CHUNK', 4)
@@ -221,17 +199,17 @@ def test_dask_scheduler_equals_serial(family, tmp_path):
 def die_on_lora(spec, benches, out, kw):
     "Runs in a spawned worker: the process evaluating tiny-lora exits abruptly, like one killed for memory."
     import os, time
-    from safedrift_wb.runs import _eval_in_worker
+    from safedrift_wb.runs import eval_in_worker
     if spec.id == 'tiny-lora': time.sleep(0.5); os._exit(3)
-    return _eval_in_worker(spec, benches, out, kw)
+    return eval_in_worker(spec, benches, out, kw)
 
 
 def test_a_dead_worker_fails_its_model_only(family, tmp_path):
-    from safedrift_wb.runs import _evaluate_local
+    from safedrift_wb.runs import evaluate_local
     d, base, lora = family
     plan = read_plan(write_plan(d, base, lora, limit=2, name='plan_dead.toml'))
     kw = dict(limit=2, generation=plan.generation, judge_options={}, force=False)
-    recs = _evaluate_local(plan, tmp_path/'run', 2, kw, False, _run=die_on_lora)
+    recs = evaluate_local(plan, tmp_path/'run', 2, kw, False, _run=die_on_lora)
     assert {(r['model'], r['status']) for r in recs} == {('tiny', 'done'), ('tiny-lora', 'failed')}
     assert all('worker process died' in r['error'] for r in recs if r['status'] == 'failed')
 
@@ -255,7 +233,7 @@ def test_generation_across_benchmarks_equals_unit_by_unit(family, tmp_path):
 
 
 def test_generation_across_benchmarks_resumes_after_kill(family, tmp_path, monkeypatch):
-    import safedrift_wb.runs as R
+    import safedrift_wb.runs.unit as R
     from safedrift_wb.engine import load_model
     d, base, _ = family
     monkeypatch.setattr(R, 'CHUNK', 4)
@@ -277,20 +255,20 @@ def test_generation_across_benchmarks_resumes_after_kill(family, tmp_path, monke
 
 
 def test_resume_drops_torn_and_stale_lines(tmp_path):
-    from safedrift_wb.runs import _resume, _append_line, _read_lines
+    from safedrift_wb.runs import resume_unit, append_line, read_lines
     part = tmp_path/'partial.jsonl'
     good = [dict(key='k', item=f'i{n}', response='r') for n in range(2)]
     part.write_text(''.join(json.dumps(r) + '\n' for r in good) + json.dumps(dict(key='other', item='x')) + '\n{"key": "k", "ite')
-    assert set(_resume(part, 'k')) == {'i0', 'i1'}
-    _append_line(part, dict(key='k', item='i2', response='r'))   # not hidden behind the torn line
-    assert [r['item'] for r in _read_lines(part)] == ['i0', 'i1', 'i2']
+    assert set(resume_unit(part, 'k')) == {'i0', 'i1'}
+    append_line(part, dict(key='k', item='i2', response='r'))   # not hidden behind the torn line
+    assert [r['item'] for r in read_lines(part)] == ['i0', 'i1', 'i2']
     part.write_text(json.dumps(dict(key='other', item='x')) + '\n')
-    assert _resume(part, 'k') == {} and not part.exists()
+    assert resume_unit(part, 'k') == {} and not part.exists()
 
 
 def test_benchmarks_sent_by_id_must_match():
-    from safedrift_wb.runs import _unpack_benchmarks, _pack_benchmarks
+    from safedrift_wb.runs import unpack_benchmarks, pack_benchmarks
     b = get_benchmark('harmful-refusal')
-    assert [x.id for x in _unpack_benchmarks(('ids', [(b.id, b.content_hash())]))] == [b.id]
-    assert _unpack_benchmarks(_pack_benchmarks([b]))[0].content_hash() == b.content_hash()
-    with pytest.raises(RuntimeError, match='defined only in the calling session'): _unpack_benchmarks(('ids', [(b.id, 'other')]))
+    assert [x.id for x in unpack_benchmarks(('ids', [(b.id, b.content_hash())]))] == [b.id]
+    assert unpack_benchmarks(pack_benchmarks([b]))[0].content_hash() == b.content_hash()
+    with pytest.raises(RuntimeError, match='defined only in the calling session'): unpack_benchmarks(('ids', [(b.id, 'other')]))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 # Optional heavy dependencies: the only packages a module may import inside a function, each in one module only.
 HEAVY = {'torch', 'transformers', 'peft', 'dask', 'distributed', 'playwright', 'safetensors', 'huggingface_hub',
-         'accelerate', 'gguf', 'vllm'}
+         'accelerate', 'gguf', 'vllm', 'tokenizers', 'profanity_check'}
 
 @dataclass
 class Layout:
