@@ -55,3 +55,21 @@ def test_the_measure_sees_a_planted_cycle_and_private_import(tmp_path):
     assert got.cycles == [['pkg.a', 'pkg.b']]
     assert got.private == [('pkg.a', 'pkg.b', '_hidden')]
     assert [t for _, t, _ in got.inner] == ['json']
+
+
+# the modules of the first, flat layout: each still imports, with the names users imported from it
+OLD_PATHS = {'analysis': ['contradiction', 'heterogeneity', 'synthetic_cube'], 'benchmarks': ['get_benchmark', 'default_suite'],
+             'cli': ['main', 'read_table', 'read_models', 'ArgumentParser', 'parse', 'format_summary'],
+             'cube': ['build_cube', 'bh_qvalues', 'newcombe_interval'], 'demo': ['cli_demo'], 'engine': ['load_model', 'LM', 'cache_dir'],
+             'example': ['load_example'], 'explorers': ['DriftExplorer', 'flipped_items'], 'exports': ['drift_card', 'to_tidy'],
+             'finetune': ['finetune', 'read_finetune'], 'importers': ['read_lm_eval', 'read_inspect'],
+             'interventions': ['interpolate', 'sweep', 'plot_safety_utility'], 'judges': ['RefusalJudge', 'ToxicityJudge'],
+             'loaders': ['xstest', 'bbq'], 'plots': ['plot_drift_heatmap', 'drift_table'], 'report': ['write_report'],
+             'runs': ['evaluate', 'load_run', 'PlanError', 'read_toml'], 'schema': ['SchemaError', 'validate_items'],
+             'smollm': ['smollm2_path'], 'tiny': ['make_tiny_model']}
+
+@pytest.mark.parametrize('mod', sorted(OLD_PATHS))
+def test_old_import_paths_still_work(mod):
+    import importlib
+    m = importlib.import_module(f'safedrift_wb.{mod}')
+    assert [n for n in OLD_PATHS[mod] if not hasattr(m, n)] == []
