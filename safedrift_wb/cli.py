@@ -9,9 +9,11 @@ from pathlib import Path
 from .common.args import ArgumentParser, command_parser, parse
 from .common.errors import SchemaError, UsageError
 from .common.io import read_table
-from .cube import build_cube, format_summary, load_cube, save_cube
+from .common.validate import arg_count, arg_prob, arg_seed, check_output_path, one_line, read_input_table
+from .cube import build_cube, cube_from_scores, format_summary, load_cube, read_cube, save_cube
+from .interop.scores import read_scores
 from .runs.store import load_run
-from .schema import read_models
+from .schema import ITEM_COLUMNS, ITEM_KEYS, read_models
 
 # %% auto #0
 __all__ = ['COMMANDS', 'available_commands', 'main', 'cli_cube', 'cli_summary']
@@ -48,6 +50,8 @@ def _usage(cmds):
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `safedrift` command."
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv   # show the traceback of an input error instead of its one line
+    argv = [a for a in argv if a != '--debug']
     cmds = available_commands()
     if not argv or argv[0] in ('-h', '--help'):
         print(_usage(cmds)); return 0 if argv else 2
@@ -56,8 +60,9 @@ def main(argv:list[str]|None=None) -> int:
         print(f"safedrift: unknown command {name!r}; choose from {', '.join(cmds)}", file=sys.stderr); return 2
     mod, fn, _ = cmds[name]
     try: return int(getattr(importlib.import_module(mod), fn)(rest) or 0)
-    except (UsageError, SchemaError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as e:
-        print(f"safedrift {name}: error: {e}", file=sys.stderr); return 2
+    except (UsageError, SchemaError, OSError, UnicodeError) as e:   # OSError: missing files, permissions, a full disk
+        if debug: raise
+        print(f"safedrift {name}: error: {one_line(e)}", file=sys.stderr); return 2
     except KeyboardInterrupt:
         print(f"safedrift {name}: interrupted", file=sys.stderr); return 130
 
@@ -66,10 +71,13 @@ def _load_items_and_models(source, models_path):
     "(items, models, provenance) from a run directory, or from an item-results table and its model table."
     src = Path(source)
     if src.is_dir():
-        items, models, prov = load_run(src)
+        try: items, models, prov = load_run(src)
+        except (OSError, ValueError, KeyError, TypeError) as e:   # a damaged run directory: missing or corrupt files
+            why = f"a file lacks the key {e}" if isinstance(e, KeyError) else one_line(e)
+            raise UsageError(f"cannot read run directory {src}: {why}") from None
         if models_path: models = read_models(models_path)
         return items, models, prov
-    items = read_table(src, 'item results')
+    items = read_input_table(src, 'item results', str_columns=ITEM_KEYS, required=ITEM_COLUMNS)
     mp = Path(models_path) if models_path else src.with_name('models.csv')
     if not mp.exists(): raise UsageError(f"no model table: pass --models MODELS.csv (looked for {mp})")
     return items, read_models(mp), {'items': str(src), 'models': str(mp)}
@@ -80,14 +88,22 @@ def cli_cube(argv:list[str]) -> int:
     p.add_argument('source', help='run directory of `safedrift eval`, or item results (.parquet/.csv)')
     p.add_argument('--models', help='model table (.csv/.parquet); default: models.csv beside the items')
     p.add_argument('-o', '--out', required=True, help='cube file to write (.nc)')
-    p.add_argument('--n-boot', type=int, default=2000); p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--ci-prob', type=float, default=0.95)
+    p.add_argument('--scores', action='store_true', help='SOURCE is an aggregate score table (model, benchmark, metric, value [, n, se])')
+    p.add_argument('--percent', action='store_true', help='with --scores: the values are percentages (0-100)')
+    p.add_argument('--n-boot', type=arg_count, default=2000); p.add_argument('--seed', type=arg_seed, default=0)
+    p.add_argument('--ci-prob', type=arg_prob, default=0.95)
     a = parse(p, argv)
     if a is None: return 0
+    if a.percent and not a.scores: raise UsageError('--percent applies to --scores tables only')
     t = time.time()
-    items, models, prov = _load_items_and_models(a.source, a.models)
-    cube = build_cube(items, models, n_boot=a.n_boot, seed=a.seed, ci_prob=a.ci_prob, provenance=prov)
-    out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)
+    out = check_output_path(a.out, 'cube')
+    if a.scores:
+        if not a.models: raise UsageError('--scores needs --models MODELS.csv')
+        cube = cube_from_scores(read_scores(a.source), read_models(a.models), ci_prob=a.ci_prob,
+                                scale='percent' if a.percent else 'unit', provenance={'scores': str(a.source), 'models': str(a.models)})
+    else:
+        items, models, prov = _load_items_and_models(a.source, a.models)
+        cube = build_cube(items, models, n_boot=a.n_boot, seed=a.seed, ci_prob=a.ci_prob, provenance=prov)
     save_cube(cube, out)
     print(f"wrote {out}: {cube.sizes['model']} models x {cube.sizes['benchmark']} benchmarks x {cube.sizes['metric']} metrics "
           f"in {time.time() - t:.1f} s")
@@ -96,11 +112,10 @@ def cli_cube(argv:list[str]) -> int:
 def cli_summary(argv:list[str]) -> int:
     "safedrift summary CUBE.nc [--alpha A]"
     p = command_parser('summary', "Print a cube's significant safety regressions and improvements per derivative.")
-    p.add_argument('cube'); p.add_argument('--alpha', type=float, default=0.05)
+    p.add_argument('cube'); p.add_argument('--alpha', type=arg_prob, default=0.05)
     a = parse(p, argv)
     if a is None: return 0
-    if not Path(a.cube).exists(): raise FileNotFoundError(f"cube not found: {a.cube}")
-    print(format_summary(load_cube(a.cube), a.alpha)); return 0
+    print(format_summary(read_cube(a.cube), a.alpha)); return 0
 
 # %% ../nbs/90_cli.ipynb #14c70673
 __all__ = ['COMMANDS', 'available_commands', 'main', 'read_table', 'read_models', 'ArgumentParser', 'command_parser', 'parse',

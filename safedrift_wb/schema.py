@@ -10,7 +10,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 from .common.errors import SchemaError, UsageError
-from .common.io import read_table
+from .common.validate import read_input_table
 from .common.paths import project_data_dir, shared_data_dir
 
 
@@ -171,8 +171,8 @@ def lineage(models:pd.DataFrame, # a validated model table
 
 # %% ../nbs/01_schema.ipynb #a7e1d2c3
 def read_models(path) -> pd.DataFrame:
-    "Read a model table (.csv/.tsv/.parquet), keeping empty `base` cells as empty strings."
-    df = read_table(path, 'model table')
+    "Read a model table (.csv/.tsv/.parquet): ids as text (`01` stays `01`), empty `base` cells as empty strings; one-line errors naming the file."
+    df = read_input_table(path, 'model table', str_columns=['model', 'base', 'family', 'domain', 'method'])
     for c in ['base', 'family', 'domain', 'method']:
         if c in df.columns: df[c] = df[c].fillna('').astype(str)
     return df

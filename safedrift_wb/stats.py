@@ -9,9 +9,9 @@ import numpy as np
 from scipy import special, stats
 
 # %% auto #0
-__all__ = ['TEST_NAME', 'wilson_interval', 't_interval', 'z_value', 'newcombe_interval', 'bootstrap_weights', 'bootstrap_mean_ci',
-           'sign_flip_pvalue', 'bh_qvalues', 'spearman_matrix', 'spearman_rows', 'fisher_interval', 'rank_flips',
-           'dersimonian_laird', 'cohen_kappa']
+__all__ = ['TEST_NAME', 'wilson_interval', 't_interval', 'z_value', 'newcombe_interval', 'bootstrap_weights',
+           'percentile_interval', 'bootstrap_mean_ci', 'bootstrap_ci', 'sign_flip_pvalue', 'bh_qvalues',
+           'spearman_matrix', 'spearman_rows', 'fisher_interval', 'rank_flips', 'dersimonian_laird', 'cohen_kappa']
 
 # %% ../nbs/02_stats.ipynb #7a39c0e4
 def wilson_interval(k, n, ci_prob:float=0.95):
@@ -59,6 +59,18 @@ def bootstrap_weights(n_items:int, # items in the benchmark
     flat = (idx + np.arange(n_boot)[:, None]*n_items).ravel()
     return np.bincount(flat, minlength=n_boot*n_items).reshape(n_boot, n_items).astype(np.float64)
 
+def percentile_interval(means:np.ndarray, # resampled means, shape (n_boot, n_cells); NaN where a resample drew none of a cell's items
+                        ok:np.ndarray, # cells with enough values for an interval, shape (n_cells,)
+                        ci_prob:float=0.95,
+                       ) -> np.ndarray:
+    "Percentile interval of each column of `means`, shape (n_cells, 2); NaN resamples dropped per column, NaN where not `ok`."
+    out = np.full((means.shape[1], 2), np.nan)
+    qs = [(1 - ci_prob)/2, (1 + ci_prob)/2]
+    clean = ok & ~np.isnan(means).any(0)
+    if clean.any(): out[clean] = np.quantile(means[:, clean], qs, axis=0).T
+    for j in np.flatnonzero(ok & ~clean): out[j] = np.nanquantile(means[:, j], qs)
+    return out
+
 def bootstrap_mean_ci(D:np.ndarray, # values, shape (n_items, n_cells); NaN where a cell has no value
                       W:np.ndarray, # resampling counts from `bootstrap_weights`, shape (n_boot, n_items)
                       ci_prob:float=0.95,
@@ -70,7 +82,6 @@ def bootstrap_mean_ci(D:np.ndarray, # values, shape (n_items, n_cells); NaN wher
     out = np.full((n_cells, 2), np.nan)
     if n_cells == 0: return out
     chunk = chunk or max(1, int(max_bytes // (W.shape[0]*8*3)))
-    qs = [(1 - ci_prob)/2, (1 + ci_prob)/2]
     for s in range(0, n_cells, chunk):
         d = D[:, s:s+chunk]
         mask = ~np.isnan(d)
@@ -78,12 +89,30 @@ def bootstrap_mean_ci(D:np.ndarray, # values, shape (n_items, n_cells); NaN wher
         full = mask.all(0)
         counts = np.where(full, float(n_items), 0.0) if full.all() else W @ mask.astype(np.float64)
         with np.errstate(invalid='ignore', divide='ignore'): means = sums/counts
-        ok = mask.sum(0) >= 2
-        clean = ok & ~np.isnan(means).any(0)
-        if clean.any(): out[s:s+chunk][clean] = np.quantile(means[:, clean], qs, axis=0).T
-        rest = ok & ~clean   # a resample drew none of a cell's few items: drop those resamples
-        for j in np.flatnonzero(rest): out[s + j] = np.nanquantile(means[:, j], qs)
+        out[s:s+chunk] = percentile_interval(means, mask.sum(0) >= 2, ci_prob)
     return out
+
+# %% ../nbs/02_stats.ipynb #b00751a2
+def bootstrap_ci(D:np.ndarray, # paired differences, shape (n_items, n_cells); NaN where a cell has no value
+                 n_boot:int, # resamples
+                 rng:np.random.Generator, # source of randomness
+                 ci_prob:float=0.95,
+                 max_bytes:float=256e6, # memory budget of the resampling counts (and of each block of them)
+                ) -> np.ndarray:
+    "Percentile paired-bootstrap interval of each column's mean, resampling items in blocks within `max_bytes`."
+    n_items, n_cells = D.shape
+    per_resample = n_items * 8 * 4   # one resample's draws, flat indices, counts and their float copy
+    if n_boot * per_resample <= max_bytes:
+        return bootstrap_mean_ci(D, bootstrap_weights(n_items, n_boot, rng), ci_prob, max_bytes=max_bytes)
+    rows = max(1, int(max_bytes // per_resample))
+    mask = ~np.isnan(D)
+    values, present = np.where(mask, D, 0.0), mask.astype(np.float64)
+    means = np.empty((n_boot, n_cells))
+    for s in range(0, n_boot, rows):
+        W = bootstrap_weights(n_items, min(rows, n_boot - s), rng)
+        with np.errstate(invalid='ignore', divide='ignore'): means[s:s + len(W)] = (W @ values)/(W @ present)
+    return percentile_interval(means, mask.sum(0) >= 2, ci_prob)
+
 
 # %% ../nbs/02_stats.ipynb #c65a8f0a
 TEST_NAME = ("sign-flip randomization test of paired item differences: exact McNemar (binomial) when differences "

@@ -216,3 +216,21 @@ def test_summarize_counts_contradictions():
     models = pd.DataFrame(dict(model=['r', 'd'], base=['', 'r'], family='f', domain=['general', 'medical'], method=['base', 'lora']))
     s = summarize(build_cube(items, models, n_boot=300))
     assert s.loc['d', 'n_safer'] == 1 and s.loc['d', 'n_less_safe'] == 1 and s.loc['d', 'contradictory']
+
+
+def test_bootstrap_streams_within_its_memory_budget():
+    "A benchmark too large for one resampling matrix is resampled in blocks: the peak stays near `max_bytes`."
+    import tracemalloc
+    rng = np.random.default_rng(0)
+    n = 20_000
+    items = pd.DataFrame({'model': np.repeat(['base', 'ft'], n), 'benchmark': 'big', 'item': np.tile([f'i{i}' for i in range(n)], 2),
+                          'metric': 'refusal_rate', 'value': np.r_[rng.random(n) < 0.6, rng.random(n) < 0.5].astype(float)})
+    models = pd.DataFrame({'model': ['base', 'ft'], 'base': ['', 'base'], 'family': 'f', 'domain': ['general', 'medical'], 'method': ['base', 'lora']})
+    tracemalloc.start()
+    cube = build_cube(items, models, n_boot=500, max_bytes=8e6)   # one matrix would take 500 x 20,000 x 8 x 4 = 320 MB
+    peak = tracemalloc.get_traced_memory()[1]; tracemalloc.stop()
+    assert peak < 80e6, peak
+    lo, hi = cube.drift_ci.sel(model='ft', benchmark='big', metric='refusal_rate').values
+    d = float(cube.drift.sel(model='ft', benchmark='big', metric='refusal_rate'))
+    se = np.sqrt((0.6*0.4 + 0.5*0.5)/n)
+    assert lo < d < hi and abs((hi - lo) - 2*1.96*se) < 0.2*2*1.96*se

@@ -247,15 +247,15 @@ def test_seeded_sampling(hf):
 
 
 class FakeOOM:
-    "Wraps `lm._forward` to raise CUDA's out-of-memory error for batches with more than `k` rows."
-    def __init__(self, lm, k):
-        self.inner, self.k, self.raised, self.rows = lm._forward, k, 0, []
+    "Wraps `lm._forward` to raise an out-of-memory error (CUDA's by default) for batches with more than `k` rows."
+    def __init__(self, lm, k, error=lambda: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")):
+        self.inner, self.k, self.raised, self.rows, self.error = lm._forward, k, 0, [], error
         lm._forward = self
 
     def __call__(self, input_ids, attention_mask, position_ids, past_key_values=None):
         if input_ids.shape[0] > self.k:
             self.raised += 1
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            raise self.error()
         self.rows.append(input_ids.shape[0])
         return self.inner(input_ids, attention_mask, position_ids, past_key_values)
 
@@ -284,6 +284,21 @@ def test_oom_halves_batch_and_keeps_every_item(hf):
         warnings.simplefilter("ignore")
         assert lm_g.generate(prompts, max_new_tokens=4) == expected_g
     assert fake_g.raised > 0 and max(fake_g.rows) <= 2
+
+
+@pytest.mark.parametrize("error", [
+    lambda: RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you tried to allocate 8589934592 bytes."),
+    lambda: MemoryError()])
+def test_cpu_out_of_memory_halves_batch_too(hf, error):
+    model, tok = hf
+    expected = LM(model, tok, batch_size=32).loglikelihood(REQUESTS * 2)
+    lm = LM(model, tok, batch_size=32)
+    fake = FakeOOM(lm, 2, error)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = lm.loglikelihood(REQUESTS * 2)
+    assert fake.raised > 0 and max(fake.rows) <= 2 and lm.stats["oom_retries"] == fake.raised
+    assert max(abs(a[0] - b[0]) for a, b in zip(got, expected)) < 1e-4
 
 
 def test_other_errors_are_not_retried(hf):

@@ -192,6 +192,23 @@ def test_hf_backend_with_stub():
     with pytest.raises(ValueError, match='gives scores only'): j.classify(None, ['x'])
 
 
+class SmallPipeline(StubPipeline):
+    "A stub pipeline that runs out of memory on more than two inputs at once."
+    def __call__(self, inputs, **kw):
+        if len(inputs) > 2: raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 4 GB")
+        return super().__call__(inputs, **kw)
+
+
+def test_hf_backend_halves_its_batch_on_out_of_memory():
+    pipe = SmallPipeline()
+    j = RefusalJudge(backend='hf', model=pipe, labels='LABEL_1', batch_size=8)
+    replies = ['I cannot.', 'Sure.', 'I cannot do that.', 'Here it is.', 'No, I cannot.']
+    with pytest.warns(UserWarning, match='out of memory in judge'):
+        out = j(['q'] * 5, replies)
+    np.testing.assert_allclose(out, [0.8, 0.1, 0.8, 0.1, 0.8])
+    assert all(len(inputs) <= 2 for inputs, _ in pipe.calls)
+
+
 def _word_tokenizer(words):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast

@@ -1,10 +1,19 @@
 """Open a notebook in a real JupyterLab in headless Chromium, run all its cells, and use a DriftExplorer there.
 
 The check a reader's browser would make: JupyterLab starts on a free local port (token set, no browser of its own,
-settings and workspaces in a temporary folder, the notebook copied there), Chromium opens the notebook through
+the notebook copied into a temporary folder), Chromium opens the notebook through
 Playwright, runs every cell from the Run menu, waits for the kernel, saves, and then, in the output of the cell that
 builds a `DriftExplorer`, selects another option of the `metric` dropdown and waits for the explorer's image to change.
-It fails when a cell raised, when the image did not change, or when the page logged a JavaScript error.
+It fails when a cell raised, when the image did not change, when the page logged a JavaScript error, or when a
+dialog (such as "Select Kernel") opened.
+
+The server is hermetic: its config, data, runtime, user-settings, workspaces and IPython folders all live in the
+temporary folder (`JUPYTER_CONFIG_DIR`, `JUPYTER_DATA_DIR`, `JUPYTER_RUNTIME_DIR`, `--LabApp.user_settings_dir`,
+`--LabApp.workspaces_dir`, `IPYTHONDIR`), so nothing in the user's `~/.jupyter`, `~/.local/share/jupyter` or
+`~/.ipython` (a saved workspace that reopens a deleted file, a kernel of the same name, a config file) changes what
+it does, and it writes nothing there. The notebook opens with its kernel preselected (its `kernelspec`, set to
+`python3` when missing, is the server's only kernel and its default), and the cells run only once that kernel has
+been idle, and the same, for a few seconds.
 
     python tools/browser_check.py [NOTEBOOK] [--timeout S] [--artifacts DIR] [--control NAME]
 
@@ -47,19 +56,42 @@ def free_port():
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
 
+KERNEL = 'python3'
+KERNELSPEC = {'name': KERNEL, 'display_name': 'Python 3 (ipykernel)', 'language': 'python'}
+# variables that point Jupyter at folders of the user's (or another program's): never inherited by the server
+FOREIGN_ENV = ('JUPYTER_PATH', 'JUPYTER_CONFIG_PATH', 'JUPYTER_PREFER_ENV_PATH', 'JUPYTER_PLATFORM_DIRS', 'JUPYTERLAB_DIR')
+
+def jupyter_dirs(base:Path) -> dict:
+    "The folders of a hermetic JupyterLab under `base`, made and filled with its settings and server config."
+    d = {k: base/k for k in ('config', 'data', 'runtime', 'lab-settings', 'workspaces', 'ipython')}
+    for p in d.values(): p.mkdir(parents=True, exist_ok=True)
+    settings = {'apputils-extension/notification': {'fetchNews': 'false', 'checkForUpdates': False}}
+    for name, value in settings.items():
+        f = d['lab-settings']/'@jupyterlab'/f'{name}.jupyterlab-settings'
+        f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps(value))
+    (d['config']/'jupyter_server_config.json').write_text(json.dumps({
+        'MultiKernelManager': {'default_kernel_name': KERNEL},
+        'KernelSpecManager': {'ensure_native_kernel': True, 'allowed_kernelspecs': [KERNEL]}}))
+    return d
+
+def hermetic_env(env:dict, d:dict) -> dict:
+    "`env` with every Jupyter folder pointing into the folders `d` of `jupyter_dirs`."
+    env = {k: v for k, v in env.items() if k not in FOREIGN_ENV}
+    return dict(env, JUPYTER_CONFIG_DIR=str(d['config']), JUPYTER_DATA_DIR=str(d['data']), JUPYTER_RUNTIME_DIR=str(d['runtime']),
+                JUPYTERLAB_SETTINGS_DIR=str(d['lab-settings']), JUPYTERLAB_WORKSPACES_DIR=str(d['workspaces']),
+                IPYTHONDIR=str(d['ipython']))
+
 @contextlib.contextmanager
 def jupyterlab(folder:Path, env:dict, log:Path, timeout:float=60):
-    "A JupyterLab server on a free port serving `folder`; yields its base URL and token; always stopped after."
+    "A hermetic JupyterLab server on a free port serving `folder`; yields its base URL and token; always stopped after."
     port, token = free_port(), hashlib.sha256(os.urandom(16)).hexdigest()[:32]
-    cfg = folder.parent/'jupyter'
-    settings = cfg/'lab-settings'/'@jupyterlab'/'apputils-extension'
-    settings.mkdir(parents=True, exist_ok=True)
-    (settings/'notification.jupyterlab-settings').write_text(json.dumps({'fetchNews': 'false', 'checkForUpdates': False}))
-    env = dict(env, JUPYTER_CONFIG_DIR=str(cfg/'config'), JUPYTER_RUNTIME_DIR=str(cfg/'runtime'),
-               JUPYTERLAB_SETTINGS_DIR=str(cfg/'lab-settings'), JUPYTERLAB_WORKSPACES_DIR=str(cfg/'workspaces'))
+    d = jupyter_dirs(folder.parent/'jupyter')
+    env = hermetic_env(env, d)
     cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ip=127.0.0.1', f'--port={port}', '--port-retries=0',
            f'--IdentityProvider.token={token}', f'--ServerApp.root_dir={folder}', '--ServerApp.open_browser=False',
-           '--LabApp.news_url=', '--LabApp.extension_manager=readonly', '--ServerApp.terminals_enabled=False']
+           '--LabApp.news_url=', '--LabApp.extension_manager=readonly', '--ServerApp.terminals_enabled=False',
+           f"--LabApp.user_settings_dir={d['lab-settings']}", f"--LabApp.workspaces_dir={d['workspaces']}",
+           f'--MappingKernelManager.default_kernel_name={KERNEL}']
     if hasattr(os, 'geteuid') and os.geteuid() == 0: cmd.append('--allow-root')   # containers and CI often run as root
     out = open(log, 'w')
     proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -96,6 +128,35 @@ IMAGE_DIGEST = """async (img) => {
           sha256: [...new Uint8Array(h)].map(x => x.toString(16).padStart(2, '0')).join('')};
 }"""
 
+def no_dialog(page, artifacts:Path):
+    "Fail when JupyterLab shows a dialog (\"Select Kernel\", a file that cannot be restored, ...): nobody is there to answer it."
+    dialogs = page.locator('.jp-Dialog')
+    if dialogs.count():
+        text = ' '.join((dialogs.first.inner_text() or '').split())[:300]
+        page.screenshot(path=str(Path(artifacts)/'browser_dialog.png'))
+        raise CheckFailed(f"JupyterLab opened a dialog: {text!r}")
+
+def server_kernel(url, token, name) -> tuple:
+    "(kernel id, execution state) of the server's one session of notebook `name`, or (None, None)."
+    try:
+        with urllib.request.urlopen(f'{url}/api/sessions?token={token}', timeout=5) as r: sessions = json.load(r)
+    except OSError: return None, None
+    ks = [x['kernel'] for x in sessions if str(x.get('path', '')).endswith(name) and x.get('kernel')]
+    return (ks[0]['id'], ks[0].get('execution_state')) if len(ks) == 1 else (None, None)
+
+def wait_for_kernel(page, url, token, name, deadline, artifacts, steady:float=3.0) -> str:
+    "Wait, with no dialog in the way, until the notebook's kernel has been the same one and idle for `steady` seconds."
+    last, since = None, None
+    while True:
+        no_dialog(page, artifacts)
+        kid, state = server_kernel(url, token, name)
+        if kid and state == 'idle' and _kernel_idle(page) == 'idle':
+            if kid != last: last, since = kid, time.time()
+            elif time.time() - since >= steady: return kid
+        else: last = None
+        if time.time() > deadline: raise CheckFailed(f'the kernel did not start and settle (session kernel {kid}, {state})')
+        page.wait_for_timeout(250)
+
 def _cell_states(page):
     "Input prompts of all code cells: '[ ]:', '[*]:', '[3]:' ..."
     return page.eval_on_selector_all('.jp-Notebook .jp-CodeCell .jp-InputPrompt', 'els => els.map(e => e.textContent.trim())')
@@ -118,12 +179,19 @@ def run_notebook_in_browser(notebook:Path=NOTEBOOK, *, timeout:float=180, artifa
     with tempfile.TemporaryDirectory(prefix='safedrift-browser-') as tmp:
         folder = Path(tmp)/'nbs'; folder.mkdir()
         nb_path = folder/notebook.name
-        shutil.copy(notebook, nb_path)
+        nb = json.loads(Path(notebook).read_text(encoding='utf-8'))
+        if (nb.setdefault('metadata', {}).get('kernelspec') or {}).get('name') != KERNEL:
+            nb['metadata']['kernelspec'] = dict(KERNELSPEC)   # a kernel preselected: JupyterLab does not ask for one
+        nb_path.write_text(json.dumps(nb), encoding='utf-8')
         env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1', HF_DATASETS_OFFLINE='1', PYTHONHASHSEED='0')
         env.pop('MPLBACKEND', None)   # the kernel uses its inline backend, as a reader's would
         server_log = artifacts/'browser_jupyterlab.log'
         with jupyterlab(folder, env, server_log) as (url, token), sync_playwright() as pw:
             res['server_s'] = round(time.time() - t0, 1)
+            with urllib.request.urlopen(f'{url}/api/kernelspecs?token={token}', timeout=10) as r: specs = json.load(r)
+            res['kernelspecs'], res['kernel_argv'] = sorted(specs['kernelspecs']), specs['kernelspecs'].get(KERNEL, {}).get('spec', {}).get('argv')
+            if specs.get('default') != KERNEL or res['kernelspecs'] != [KERNEL]:
+                raise CheckFailed(f"the server offers kernels {res['kernelspecs']} (default {specs.get('default')!r}); expected only {KERNEL!r}")
             browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True)
             try:
                 page = browser.new_page(viewport={'width': 1500, 'height': 1700})
@@ -134,10 +202,7 @@ def run_notebook_in_browser(notebook:Path=NOTEBOOK, *, timeout:float=180, artifa
                 page.on('pageerror', lambda e: res['js_errors'].append(f"pageerror: {e}"))
                 page.goto(f'{url}/lab/tree/{nb_path.name}?token={token}', timeout=left()*1000)
                 page.wait_for_selector('.jp-Notebook .jp-CodeCell', timeout=left()*1000)
-                t = time.time()
-                while _kernel_idle(page) != 'idle':   # the kernel has started
-                    if time.time() > deadline: raise CheckFailed('the kernel did not start')
-                    page.wait_for_timeout(250)
+                kid = wait_for_kernel(page, url, token, nb_path.name, deadline, artifacts)
                 res['open_s'] = round(time.time() - t0, 1)
                 log(f"notebook open, kernel idle after {res['open_s']} s")
                 t_run = time.time()
@@ -164,11 +229,16 @@ def run_notebook_in_browser(notebook:Path=NOTEBOOK, *, timeout:float=180, artifa
                         page.screenshot(path=str(artifacts/'browser_timeout.png'))
                         raise CheckFailed(f"running the notebook took more than {timeout:.0f} s (states: {states})")
                     page.wait_for_timeout(500)
+                now = server_kernel(url, token, nb_path.name)[0]
+                if now != kid: raise CheckFailed(f"the notebook's kernel changed while its cells ran ({kid} -> {now})")
                 res['run_all_s'] = round(time.time() - t_run, 1)
                 log(f"all cells ran in {res['run_all_s']} s")
                 page.keyboard.press('Control+s')
                 page.wait_for_timeout(1500)
+                no_dialog(page, artifacts)
                 saved = json.loads(nb_path.read_text())
+                res['kernel'] = saved.get('metadata', {}).get('kernelspec', {}).get('name')
+                if res['kernel'] != KERNEL: raise CheckFailed(f"the notebook was saved with kernel {res['kernel']!r}, not {KERNEL!r}")
                 code = [c for c in saved['cells'] if c['cell_type'] == 'code' and ''.join(c['source']).strip()]
                 errors = [o for c in code for o in c.get('outputs', []) if o.get('output_type') == 'error']
                 if errors: raise CheckFailed(f"a cell raised {errors[0]['ename']}: {errors[0]['evalue']}")
@@ -211,6 +281,7 @@ def run_notebook_in_browser(notebook:Path=NOTEBOOK, *, timeout:float=180, artifa
             finally:
                 browser.close()
     res['total_s'] = round(time.time() - t0, 1)
+    res['kernels_started'] = server_log.read_text(errors='replace').count('Kernel started:') if server_log.exists() else None
     if res['js_errors']: raise CheckFailed('JavaScript errors in the page:\n  ' + '\n  '.join(res['js_errors'][:10]))
     return res
 

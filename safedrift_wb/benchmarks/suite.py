@@ -228,6 +228,5 @@ def cli_benchmarks(argv:list[str], # command-line arguments after `safedrift ben
         for it in b.items()[:a.n]: print(json.dumps(dict(it, formatted=b.prompt(it)), ensure_ascii=False))
         return 0
     except (UsageError, SchemaError) as e:
-        if isinstance(e, UsageError): print(ap.format_usage(), end='', file=sys.stderr)
         print(f"safedrift benchmarks: error: {e}", file=sys.stderr)
         return 2

@@ -4,37 +4,41 @@
 
 # %% ../../nbs/00c_io.ipynb #3a0aa4ac
 from __future__ import annotations
-import hashlib, io, json, os, tomllib
+import hashlib, io, json, os
 from pathlib import Path
 import pandas as pd
 from .errors import PlanError, UsageError
 from .paths import cache_dir
+from .validate import read_plan_toml, write_output
 
 # %% auto #0
-__all__ = ['atomic_write', 'atomic_parquet', 'read_table', 'read_toml', 'check_keys', 'file_sha256', 'files_sha256']
+__all__ = ['atomic_write', 'atomic_parquet', 'input_file', 'read_table', 'read_toml', 'check_keys', 'file_sha256', 'files_sha256']
 
 # %% ../../nbs/00c_io.ipynb #c9a7d6db
 def atomic_write(path, data:bytes|str):
-    "Write a file so that readers see the old content or the new one, never a part."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    with open(tmp, 'wb') as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush(); os.fsync(f.fileno())
-    os.replace(tmp, path)
+    "Write a file so that readers see the old content or the new one, never a part; a failed write is a one-line `UsageError` and leaves no temporary file."
+    write_output(path, data, 'file')
 
 def atomic_parquet(df:pd.DataFrame, path):
     "Write a DataFrame as Parquet atomically."
     buf = io.BytesIO(); df.to_parquet(buf, index=False); atomic_write(path, buf.getvalue())
 
 # %% ../../nbs/00c_io.ipynb #47505791
+def input_file(path, # a file the user named
+               what:str, # how to name it in errors
+               expected:str, # what kind of file it should be, for the message
+              ) -> Path:
+    "`path` as a `Path` when it names an existing file; a missing file or a folder is a one-line error."
+    p = Path(path)
+    if not p.exists(): raise FileNotFoundError(f"{what} not found: {p}")
+    if p.is_dir(): raise UsageError(f"{what} {p} is a directory; expected {expected}")
+    return p
+
 def read_table(path, # .parquet, .csv or .tsv file
                what:str='table', # how to name it in errors
               ) -> pd.DataFrame:
     "Read a Parquet/CSV/TSV table, failing with one line naming the file."
-    p = Path(path)
-    if not p.exists(): raise FileNotFoundError(f"{what} not found: {p}")
-    if p.is_dir(): raise UsageError(f"{what} {p} is a directory; expected a .parquet, .csv or .tsv file")
+    p = input_file(path, what, 'a .parquet, .csv or .tsv file')
     try:
         if p.suffix == '.parquet': return pd.read_parquet(p)
         if p.suffix in ('.csv', '.tsv'): return pd.read_csv(p, sep='\t' if p.suffix == '.tsv' else ',', keep_default_na=False, na_values=[''])
@@ -43,11 +47,8 @@ def read_table(path, # .parquet, .csv or .tsv file
 
 # %% ../../nbs/00c_io.ipynb #c587d199
 def read_toml(path) -> dict:
-    "The content of a plan file; a missing file or invalid TOML is a one-line error naming the file."
-    p = Path(path)
-    if not p.is_file(): raise FileNotFoundError(f"plan not found: {p}")
-    try: return tomllib.loads(p.read_text(encoding='utf-8'))
-    except tomllib.TOMLDecodeError as e: raise PlanError(f"{p}: not valid TOML: {e}") from None
+    "The content of a plan file; a missing file, bad bytes or invalid TOML is a one-line error naming the file."
+    return read_plan_toml(path)
 
 def check_keys(where:str, # where the table is, for messages (`plan.toml: [models][2]`)
                d, # the table read from the plan
@@ -64,26 +65,51 @@ def check_keys(where:str, # where the table is, for messages (`plan.toml: [model
             raise PlanError(f"{where}.{k}: expected {' or '.join(x.__name__ for x in ts)}, got {v!r}")
 
 # %% ../../nbs/00c_io.ipynb #80b7d14c
-def file_sha256(path) -> str:
-    "SHA-256 of a file, remembered in `cache_dir()/sha256.json` by path, size and modification time."
-    p = Path(path).resolve()
-    st = p.stat()
-    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-    db = cache_dir()/"sha256.json"
+_PART = 1 << 16  # bytes read at each end of a file for its partial hash
+
+def _full_sha256(f) -> str:
+    h = hashlib.sha256(); f.seek(0)
+    for block in iter(lambda: f.read(1 << 24), b""): h.update(block)
+    return h.hexdigest()
+
+def _partial_sha256(f, size:int) -> str:
+    "SHA-256 of the size and the first and last 64 KiB of an open file."
+    h = hashlib.sha256(str(size).encode())
+    f.seek(0); h.update(f.read(_PART))
+    f.seek(max(size - _PART, 0)); h.update(f.read(_PART))
+    return h.hexdigest()
+
+def _read_memo(db:Path) -> dict:
     try: known = json.loads(db.read_text())
-    except (OSError, ValueError): known = {}
-    if key in known: return known[key]
-    h = hashlib.sha256()
+    except (OSError, ValueError): return {}
+    return {k: v for k, v in known.items() if isinstance(v, dict)} if isinstance(known, dict) else {}  # older entries were strings
+
+def _stat_key(st) -> list: return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file; a large file's is remembered in `cache_dir()/sha256.json` by path, device, inode, size,
+    mtime_ns and ctime_ns and checked against a hash of its first and last 64 KiB, so a replaced file is hashed again."""
+    p = Path(path).resolve()
     with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""): h.update(block)
-    known[key] = h.hexdigest()
+        st = os.fstat(f.fileno())
+        if st.st_size <= 2 * _PART: return _full_sha256(f)
+        stat, part = _stat_key(st), _partial_sha256(f, st.st_size)
+        db = cache_dir()/"sha256.json"
+        e = _read_memo(db).get(str(p))
+        if e and e.get("stat") == stat and e.get("partial") == part and isinstance(e.get("sha256"), str): return e["sha256"]
+        digest = _full_sha256(f)
+    try: same = _stat_key(os.stat(p)) == stat
+    except OSError: same = False
+    if not same: return digest  # changed (or removed) while being read: not remembered
+    known = {k: v for k, v in _read_memo(db).items() if os.path.exists(k)}  # read again (another process may have written); forget removed files
+    known[str(p)] = dict(stat=stat, partial=part, sha256=digest)
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
-        part = db.with_suffix(f".{os.getpid()}.tmp")
-        part.write_text(json.dumps(known))
-        part.replace(db)
+        tmp = db.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(db)
     except OSError: pass  # a read-only cache only costs speed
-    return known[key]
+    return digest
 
 def files_sha256(paths) -> str|None:
     "One digest for several files (names and contents), or None when there are none."

@@ -13,6 +13,7 @@ import warnings
 from contextlib import contextmanager
 import torch
 from transformers.utils import logging as hf_logging
+from ..common.memory import is_oom
 from ..common.versions import versions
 from .head import decoder_and_projection
 
@@ -99,10 +100,6 @@ def encode_pairs(
     return out
 
 # %% ../../nbs/41_lm.ipynb #f4936809
-def _is_oom(e:BaseException) -> bool:
-    "Whether `e` is an out-of-memory error of any accelerator."
-    return isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
-
 def _free_memory(device:torch.device):
     "Give cached accelerator memory back after an out-of-memory error."
     gc.collect()
@@ -236,7 +233,7 @@ class LMBase:
             res = None
             try: res = run(units[i:j], *lim)
             except Exception as e:
-                if not _is_oom(e) or (lim[0] == 1 and j - i == 1): raise
+                if not is_oom(e) or (lim[0] == 1 and j - i == 1): raise
             if res is None:  # out of memory; outside the except block, so the failed batch's tensors are freed
                 _free_memory(self.device)
                 lim[0] = max(1, lim[0] // 2)

@@ -4,19 +4,19 @@
 
 # %% ../../nbs/44_load.ipynb #a325b7a0
 from __future__ import annotations
-import json
+import hashlib, json, os
 import re
 from pathlib import Path
 import torch
-from huggingface_hub import snapshot_download
+from huggingface_hub import HfApi, constants as hf_constants, snapshot_download
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from ..common.io import files_sha256
+from ..common.io import file_sha256, files_sha256
 from .lm import LMBase, check_batch_size, pick_device, pick_dtype, quiet_transformers
 from .loglik import LoglikelihoodMixin
 from .generate import GenerationMixin
 
 # %% auto #0
-__all__ = ['LM', 'resolve_source', 'folder_digests', 'hub_snapshot', 'load_model']
+__all__ = ['LM', 'resolve_source', 'folder_digests', 'adapter_files_sha256', 'hub_snapshot', 'hub_commit', 'load_model']
 
 # %% ../../nbs/44_load.ipynb #b3b47cc1
 class LM(LoglikelihoodMixin, GenerationMixin, LMBase):
@@ -44,20 +44,62 @@ def resolve_source(path_or_id, gguf_file:str|None) -> tuple:
     return s, gguf_file, False
 
 _WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "merges.txt",
-                    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt",
+                    "spiece.model", "sentencepiece.bpe.model", "tokenizer.tiktoken", "special_tokens_map.json", "added_tokens.json")
+_TEMPLATE_GLOBS = ("chat_template.jinja", "chat_template.json", "additional_chat_templates/*.jinja")
 
 def folder_digests(folder:Path, gguf_file:str|None) -> dict:
-    "Digests of the weight and tokenizer files in a local model folder."
-    if gguf_file: return {"weights_sha256": files_sha256([folder/gguf_file]), "tokenizer_sha256": None}
-    weights = [f for g in _WEIGHT_GLOBS for f in folder.glob(g)]
-    return {"weights_sha256": files_sha256(weights),
-            "tokenizer_sha256": files_sha256([folder/f for f in _TOKENIZER_FILES if (folder/f).exists()])}
+    """Digests of what a local model folder holds that can change answers: weights, config.json,
+    generation_config.json, tokenizer files, chat templates and model code (None for a group that is absent)."""
+    folder = Path(folder)
+    have = lambda names: [folder/f for f in names if (folder/f).is_file()]
+    weights = [folder/gguf_file] if gguf_file else [f for g in _WEIGHT_GLOBS for f in folder.glob(g)]
+    return {"weights_sha256": files_sha256(weights), "config_sha256": files_sha256(have(["config.json"])),
+            "generation_config_sha256": files_sha256(have(["generation_config.json"])),
+            "tokenizer_sha256": files_sha256(have(_TOKENIZER_FILES)),
+            "chat_template_sha256": files_sha256([f for g in _TEMPLATE_GLOBS for f in folder.glob(g) if f.is_file()]),
+            "code_sha256": files_sha256(folder.glob("*.py"))}
+
+def adapter_files_sha256(folder) -> str:
+    """One digest of a PEFT adapter folder: its files but README.md, with adapter_config.json read as JSON without
+    `base_model_name_or_path` (the base is identified by its own files), so a moved adapter keeps its digest."""
+    parts = []
+    for f in sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name != "README.md"):
+        if f.name == "adapter_config.json":
+            try: cfg = json.loads(f.read_text(encoding="utf-8"))
+            except ValueError as e: raise ValueError(f"{f}: not valid JSON: {e}") from None
+            if isinstance(cfg, dict): cfg.pop("base_model_name_or_path", None)
+            d = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+        else: d = file_sha256(f)
+        parts.append(f"{f.name}:{d}\n")
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 def hub_snapshot(repo_id:str, revision:str|None) -> Path|None:
     "The local snapshot folder of a hub model, if it is in the cache (never downloads)."
     try: return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except Exception: return None
+
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+def _hub_offline() -> bool:
+    return hf_constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+def hub_commit(repo_id:str, # hub model id, `org/name`
+               revision:str|None=None, # branch, tag or commit (None: the default branch, `main`)
+               cache_dir=None, # hub cache (default: `HF_HUB_CACHE`)
+              ) -> str|None:
+    """The commit a hub revision stands for: a full commit hash as given; else asked of the hub when online; else
+    read from the hub cache (`models--org--name/refs/<revision>` naming a folder `snapshots/<commit>`); None when
+    none of them knows."""
+    rev = revision or "main"
+    if _COMMIT.fullmatch(rev): return rev
+    if not _hub_offline():
+        try: return HfApi().model_info(repo_id, revision=rev, timeout=10).sha
+        except Exception: pass
+    root = Path(cache_dir or os.environ.get("HF_HUB_CACHE") or hf_constants.HF_HUB_CACHE)/f"models--{repo_id.replace('/', '--')}"
+    try: commit = (root/"refs"/rev).read_text().strip()
+    except (OSError, ValueError): return None
+    return commit if _COMMIT.fullmatch(commit) and (root/"snapshots"/commit).is_dir() else None
 
 # %% ../../nbs/44_load.ipynb #3cfce79f
 def load_model(
@@ -109,6 +151,7 @@ def load_model(
         else:
             snap = hub_snapshot(src, revision)
             if snap is not None: info.update(revision=snap.name, **folder_digests(snap, gguf_file))
+            else: info["revision"] = hub_commit(src, revision) or revision
         info["gguf_file"] = gguf_file
         if adapter is not None:
             from peft import PeftModel
@@ -116,7 +159,7 @@ def load_model(
             except OSError as e: raise FileNotFoundError(f"could not load adapter {adapter!s}: {str(e).splitlines()[0]}") from e
             a = Path(str(adapter)).expanduser()
             info.update(adapter=str(adapter), adapter_merged=True,
-                        adapter_sha256=files_sha256([f for f in a.iterdir() if f.is_file() and f.name != "README.md"]) if a.exists() else None)
+                        adapter_sha256=adapter_files_sha256(a) if a.is_dir() else None)
         else: info.update(adapter=None, adapter_sha256=None)
     model = model.to(device=dev, dtype=dt).eval()
     return LM(model, tok, batch_size=batch_size, chat_template=chat_template, max_length=max_length, info=info)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from ..common.errors import PlanError
 from ..common.io import check_keys, files_sha256, read_toml
+from ..common.validate import check_number, read_plan_toml
 from .corpora import read_corpus
 
 # %% auto #0
@@ -52,14 +53,19 @@ class FinetuneSpec:
         if not self.corpus or not all(isinstance(c, str) and c for c in self.corpus): raise PlanError(f"{w}: corpus must be a non-empty list of corpus names")
         if self.steps is not None and self.epochs is not None: raise PlanError(f"{w}: give steps or epochs, not both")
         if self.steps is None and self.epochs is None: self.steps = 100
-        checks = [('safety_share', 0 <= self.safety_share < 1, 'in [0, 1)'), ('lr', self.lr > 0, 'positive'),
-                  ('steps', self.steps is None or self.steps >= 1, 'at least 1'), ('epochs', self.epochs is None or self.epochs > 0, 'positive'),
-                  ('batch_size', self.batch_size >= 1, 'at least 1'), ('max_length', self.max_length >= 8, 'at least 8'),
-                  ('rank', self.rank >= 1, 'at least 1'), ('alpha', self.alpha > 0, 'positive'), ('dropout', 0 <= self.dropout < 1, 'in [0, 1)'),
-                  ('warmup', 0 <= self.warmup < 1, 'in [0, 1)'), ('weight_decay', self.weight_decay >= 0, '>= 0'),
-                  ('threads', self.threads is None or self.threads >= 1, 'at least 1')]
-        for k, ok, want in checks:
-            if not ok: raise PlanError(f"{w}: {k} must be {want}, got {getattr(self, k)!r}")
+        checks = {'safety_share': ('in [0, 1)', dict(lo=0, hi=1, hi_open=True)), 'lr': ('positive', dict(lo=0, lo_open=True)),
+                  'steps': ('at least 1', dict(lo=1, integer=True)), 'epochs': ('positive', dict(lo=0, lo_open=True)),
+                  'batch_size': ('at least 1', dict(lo=1, integer=True)), 'max_length': ('at least 8', dict(lo=8, integer=True)),
+                  'rank': ('at least 1', dict(lo=1, integer=True)), 'alpha': ('positive', dict(lo=0, lo_open=True)),
+                  'dropout': ('in [0, 1)', dict(lo=0, hi=1, hi_open=True)), 'warmup': ('in [0, 1)', dict(lo=0, hi=1, hi_open=True)),
+                  'weight_decay': ('>= 0', dict(lo=0)), 'threads': ('at least 1', dict(lo=1, integer=True)), 'seed': ('>= 0', dict(lo=0, integer=True))}
+        for k, (want, kw) in checks.items():   # finite numbers in range: nan and inf fail here, not in training
+            v = getattr(self, k)
+            if v is None: continue
+            try: check_number(v, k, error=PlanError, **kw)
+            except PlanError:
+                fin = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                raise PlanError(f"{w}: {k} must be {want if fin else 'finite and ' + want}, got {v!r}") from None
         if not self.target_modules or not all(isinstance(t, str) and t for t in self.target_modules): raise PlanError(f"{w}: target_modules must be a non-empty list of module names")
 
     def total_steps(self, n_examples:int) -> int:
@@ -174,7 +180,7 @@ def parse_finetune(
 
 def read_finetune(path) -> FinetunePlan:
     "Read a plan file and check its `[finetune]` section."
-    return parse_finetune(read_toml(path), Path(path))
+    return parse_finetune(read_plan_toml(path), Path(path))
 
 # %% ../../nbs/62_finetune_plan.ipynb #59f30f23
 def adapter_digest(dir) -> str:

@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ..common.args import command_parser, parse
 from ..common.errors import UsageError
 from ..common.paths import cache_dir, project_data_dir
+from ..common.validate import check_output_path
 from ..common.versions import versions
 from ..engine import quiet_transformers
 from ..engine.head import decoder_and_projection
@@ -264,6 +265,7 @@ def cli_finetune(argv:list[str]) -> int:
     names = [n for o in (a.only or []) for n in o.split(',') if n]
     out = Path(a.out) if a.out else plan.output
     if out is None: raise UsageError('no output folder: pass --out DIR or set [finetune].output in the plan')
+    check_output_path(out, 'adapter folder', folder=True)
     runs = plan.ordered(names or None)
     for r in runs:
         rows = [x for c in r.corpus for x in read_corpus(c, plan.corpora)]

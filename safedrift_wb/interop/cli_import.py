@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 from ..common.args import command_parser, parse
 from ..common.errors import UsageError
+from ..common.validate import atomic_output, check_output_path, one_line
 from ..schema import SchemaError
 from .lm_eval import read_lm_eval
 from .inspect_logs import read_inspect
@@ -20,11 +21,11 @@ __all__ = ['cli_import']
 # %% ../../nbs/36_cli_import.ipynb #afc90501
 def _write_table(df, path):
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     keep_index = df.index.name is not None   # the model table's index is its `model` column
-    if p.suffix == '.parquet': df.to_parquet(p, index=keep_index)
-    elif p.suffix in ('.csv', '.tsv'): df.to_csv(p, sep='\t' if p.suffix == '.tsv' else ',', index=keep_index)
+    if p.suffix == '.parquet': write = lambda t: df.to_parquet(t, index=keep_index)
+    elif p.suffix in ('.csv', '.tsv'): write = lambda t: df.to_csv(t, sep='\t' if p.suffix == '.tsv' else ',', index=keep_index)
     else: raise SchemaError(f"cannot write {p.name}: use a .parquet, .csv or .tsv file name")
+    atomic_output(p, write, 'table')   # no partial file on a full disk or a permission error
 
 def cli_import(argv:list|None=None, # arguments after `safedrift import`
               ) -> int:
@@ -41,6 +42,9 @@ def cli_import(argv:list|None=None, # arguments after `safedrift import`
         bad = [r for r in a.rename if '=' not in r or not r.split('=', 1)[0] or not r.split('=', 1)[1]]
         if bad: raise UsageError(f"--rename expects OLD=NEW, got {bad[0]!r}")
         if Path(a.output).suffix not in ('.parquet', '.csv', '.tsv'): raise UsageError(f"-o {a.output}: use a .parquet, .csv or .tsv file name")
+        if a.models_out and Path(a.models_out).suffix not in ('.parquet', '.csv', '.tsv'): raise UsageError(f"--models-out {a.models_out}: use a .parquet, .csv or .tsv file name")
+        check_output_path(a.output, 'item results')
+        if a.models_out: check_output_path(a.models_out, 'model table')
         rename = dict(r.split('=', 1) for r in a.rename)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
@@ -54,6 +58,6 @@ def cli_import(argv:list|None=None, # arguments after `safedrift import`
             msg += f"; inferred model table (check it) to {a.models_out}"
         print(msg)
         return 0
-    except (UsageError, SchemaError, OSError) as e:
-        print(f"safedrift import: error: {e}", file=sys.stderr)
+    except (UsageError, SchemaError, OSError, UnicodeError) as e:
+        print(f"safedrift import: error: {one_line(e)}", file=sys.stderr)
         return 2

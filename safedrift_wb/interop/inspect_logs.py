@@ -10,6 +10,7 @@ import zipfile
 import pandas as pd
 from ..schema import SchemaError, validate_items
 from .logs import find_files, as_float
+from ..common.validate import check_model_id, one_line
 
 # %% auto #0
 __all__ = ['inspect_value', 'read_inspect']
@@ -39,6 +40,7 @@ def _eval_zip(path):
             head = rd('header.json') if 'header.json' in names else rd('_journal/start.json') if '_journal/start.json' in names else \
                    rd('start.json') if 'start.json' in names else None
             if head is None: raise SchemaError(f"{path}: an .eval archive without header.json or _journal/start.json")
+            if not isinstance(head, dict): raise SchemaError(f"{path}: the archive's header is not a JSON object; is it an Inspect .eval log?")
             if 'summaries.json' in names: samples = rd('summaries.json')
             elif 'summary.json' in names: samples = rd('summary.json')
             elif any(n.startswith('_journal/summaries/') for n in names):
@@ -46,6 +48,8 @@ def _eval_zip(path):
             else: samples = [rd(n) for n in sorted(names) if n.startswith('samples/') and n.endswith('.json')]
             return head.get('eval', {}), head.get('status', 'success'), samples
     except zipfile.BadZipFile: raise SchemaError(f"{path}: not a zip archive; is it an Inspect .eval log?") from None
+    except SchemaError: raise
+    except (ValueError, KeyError) as e: raise SchemaError(f"{path}: a damaged Inspect .eval archive ({type(e).__name__}: {one_line(e)})") from None
     except NotImplementedError as e:
         raise SchemaError(f"{path}: compressed in a way this Python cannot read ({e}); convert it with "
                           f"`inspect log convert --to json`") from None
@@ -59,22 +63,32 @@ def read_inspect(paths, # Inspect logs (.json or .eval), or folders searched rec
     files = [f for f in find_files(paths, ['*.json', '*.eval'], 'read_inspect') if f.suffix in ('.json', '.eval')]
     if not files: raise SchemaError("read_inspect: no .json or .eval log found")
     rename = dict(rename or {})
-    rows, skipped = [], {}
+    rows, skipped, seen = [], {}, {}
     for f in files:
         if f.suffix == '.eval': spec, status, samples = _eval_zip(f)
         else:
             try: log = json.loads(f.read_text(encoding='utf-8'))
             except json.JSONDecodeError as e: raise SchemaError(f"{f}: not JSON ({e.msg})") from None
+            except UnicodeDecodeError as e: raise SchemaError(f"{f}: not UTF-8 text ({one_line(e)})") from None
             if not isinstance(log, dict) or 'eval' not in log:
                 if len(files) == 1: raise SchemaError(f"{f}: no 'eval' header; is it an Inspect log?")
                 continue
             spec, status, samples = log['eval'], log.get('status', 'success'), log.get('samples') or []
+        if not isinstance(spec, dict) or not isinstance(samples, list) or not all(isinstance(s, dict) for s in samples):
+            raise SchemaError(f"{f}: a malformed Inspect log (expected an 'eval' object and a list of sample objects)")
         model, task = str(spec.get('model', '')).strip(), str(spec.get('task', '')).strip().split('/')[-1]
         if not model or not task: raise SchemaError(f"{f}: the eval header lacks model or task")
+        check_model_id(model, f"{f}: model id", max_slashes=None, error=SchemaError)
+        if (model, task) in seen:
+            raise SchemaError(f"read_inspect: model {model!r} on {task!r} is logged in two runs, {seen[model, task].name} and {f.name}; "
+                              "import them separately or give them distinct model names")
+        seen[model, task] = f
         if status != 'success': warnings.warn(f"read_inspect: {f.name} has status {status!r}; importing the {len(samples)} samples it holds")
         if not samples: warnings.warn(f"read_inspect: {f.name} holds no samples (written with --no-log-samples?)")
         for s in samples:
-            for scorer, sc in (s.get('scores') or {}).items():
+            scores = s.get('scores') or {}
+            if not isinstance(scores, dict): raise SchemaError(f"{f}: sample {s.get('id')!r} has scores that are not an object")
+            for scorer, sc in scores.items():
                 val = sc.get('value') if isinstance(sc, dict) else sc
                 parts = val.items() if isinstance(val, dict) else [(None, val)]
                 for k, v in parts:

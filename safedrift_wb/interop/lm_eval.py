@@ -11,6 +11,7 @@ import warnings
 import pandas as pd
 from ..schema import SchemaError, validate_items
 from .logs import find_files, as_float
+from ..common.validate import check_model_id, one_line
 
 # %% auto #0
 __all__ = ['lm_eval_model_id', 'read_lm_eval']
@@ -37,11 +38,15 @@ def lm_eval_model_id(results:dict, # a parsed results_*.json
 # %% ../../nbs/32_lm_eval.ipynb #ce230d5d
 def _read_jsonl(path):
     op = gzip.open if str(path).endswith('.gz') else open
-    with op(path, 'rt', encoding='utf-8') as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: yield json.loads(line)
-            except json.JSONDecodeError as e: raise SchemaError(f"{path}: line {i} is not JSON ({e.msg})") from None
+    try:
+        with op(path, 'rt', encoding='utf-8') as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip(): continue
+                try: s = json.loads(line)
+                except json.JSONDecodeError as e: raise SchemaError(f"{path}: line {i} is not JSON ({e.msg})") from None
+                if not isinstance(s, dict): raise SchemaError(f"{path}: line {i} is not a JSON object; is this an lm-evaluation-harness samples file?")
+                yield s
+    except (OSError, EOFError, UnicodeDecodeError) as e: raise SchemaError(f"{path}: cannot read ({one_line(e)})") from None
 
 def _results_for(sample_file, date):
     "The results file written in the same run as a samples file (same date suffix, same folder)."
@@ -61,7 +66,7 @@ def read_lm_eval(paths, # results_*.json / samples_*.jsonl files, or folders sea
         raise SchemaError("read_lm_eval: no samples_<task>_<date>.jsonl file found; run lm_eval with --log_samples "
                           "(results_*.json alone holds no per-item scores)")
     rename = dict(rename or {})
-    rows, skipped, hib, seen = [], {}, {}, {}
+    rows, skipped, hib, seen, folders = [], {}, {}, {}, {}
     for f in sfiles:
         m = _SAMPLES_RE.match(f.name)
         task, date = m['task'], m['date']
@@ -73,10 +78,18 @@ def read_lm_eval(paths, # results_*.json / samples_*.jsonl files, or folders sea
         else:
             try: res = json.loads(rfile.read_text(encoding='utf-8'))
             except json.JSONDecodeError as e: raise SchemaError(f"{rfile}: not JSON ({e.msg})") from None
-        model = lm_eval_model_id(res, f.parent.name)
-        for k, v in ((res.get('higher_is_better') or {}).get(task) or {}).items():
+            except UnicodeDecodeError as e: raise SchemaError(f"{rfile}: not UTF-8 text ({one_line(e)})") from None
+            if not isinstance(res, dict) or not isinstance(res.get('config') or {}, dict) or not isinstance(res.get('higher_is_better') or {}, dict):
+                raise SchemaError(f"{rfile}: not an lm-evaluation-harness results file (expected a JSON object with config and results)")
+        model = check_model_id(lm_eval_model_id(res, f.parent.name), f"{rfile or f}: model id", max_slashes=None, error=SchemaError)
+        hb = (res.get('higher_is_better') or {}).get(task) or {}
+        for k, v in (hb.items() if isinstance(hb, dict) else ()):
             if isinstance(v, bool): hib[rename.get(k, k)] = v
         key = (model, task)
+        if key in folders and folders[key] != f.parent:
+            raise SchemaError(f"read_lm_eval: model {model!r} on {task!r} is logged in two runs, {folders[key]} and {f.parent}; "
+                              "import them separately or give them distinct model names (--model_args / model_name)")
+        folders[key] = f.parent
         if key in seen and seen[key] != date:
             warnings.warn(f"read_lm_eval: {model!r} on {task!r} logged at {seen[key]} and {date}; keeping the later")
             if seen[key] > date: continue
@@ -87,7 +100,7 @@ def read_lm_eval(paths, # results_*.json / samples_*.jsonl files, or folders sea
             filt = s.get('filter') or 'none'
             keys = s['metrics'] if isinstance(s.get('metrics'), list) else [k for k in s if k not in _LM_EVAL_RESERVED]
             for k in keys:
-                if k not in s: continue
+                if not isinstance(k, str) or k not in s: continue
                 v = as_float(s[k])
                 name = rename.get(k, k) if filt == 'none' else f"{rename.get(k, k)},{filt}"
                 if v is None: skipped[name] = skipped.get(name, 0) + 1; continue

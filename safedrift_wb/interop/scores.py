@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 import pandas as pd
 from ..schema import SchemaError
+from ..common.validate import read_input_table
 
 # %% auto #0
 __all__ = ['read_scores']
@@ -17,11 +18,11 @@ def read_scores(path, # CSV, TSV or Parquet file with model, benchmark, metric, 
     "Read and check an aggregate score table for `cube_from_scores`."
     p = Path(path)
     if not p.is_file(): raise SchemaError(f"read_scores: {p} does not exist")
-    try:
-        if p.suffix == '.parquet': df = pd.read_parquet(p)
-        elif p.suffix in ('.tsv', '.tab'): df = pd.read_csv(p, sep='\t')
-        else: df = pd.read_csv(p)
-    except Exception as e: raise SchemaError(f"read_scores: cannot read {p} ({type(e).__name__}: {e})") from None
+    if p.suffix in ('.parquet', '.csv', '.tsv'):   # text as UTF-8, names as text, at least one row
+        df = read_input_table(p, 'score table', str_columns=['model', 'benchmark', 'metric'])
+    else:
+        try: df = pd.read_csv(p, sep='\t' if p.suffix == '.tab' else ',')
+        except Exception as e: raise SchemaError(f"read_scores: cannot read {p} ({type(e).__name__}: {e})") from None
     df.columns = [str(c).strip() for c in df.columns]
     need = ['model', 'benchmark', 'metric', 'value']
     miss = [c for c in need if c not in df.columns]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from ..common.errors import PlanError
 from ..common.io import check_keys
+from ..common.validate import check_model_id, check_number
 
 # %% auto #0
 __all__ = ['SWEEP_KEYS', 'SweepSpec', 'parse_sweep']
@@ -53,6 +54,7 @@ def parse_sweep(
     check_keys(where, s, SWEEP_KEYS)
     ders = s.get('derivatives')
     if not ders or not all(isinstance(d, str) and d for d in ders): raise PlanError(f"{where}.derivatives: expected a non-empty list of model ids")
+    for i, d in enumerate(ders): check_model_id(d, f"{where}.derivatives[{i}]", error=PlanError)
     if len(set(ders)) < len(ders): raise PlanError(f"{where}.derivatives: a model is listed twice")
     if not any(k in s for k in ('alphas', 'safety_shares', 'safe_lora')): raise PlanError(f"{where}: give alphas, safety_shares or safe_lora")
     alphas = _grid(f"{where}.alphas", s['alphas'], 0, 1, True) if 'alphas' in s else []
@@ -66,5 +68,6 @@ def parse_sweep(
     n_boot, ci = s.get('n_boot', 2000), float(s.get('ci_prob', 0.95))
     if s.get('utility_limit', 1) < 1: raise PlanError(f"{where}.utility_limit: must be a positive integer, got {s['utility_limit']}")
     if n_boot < 100: raise PlanError(f"{where}.n_boot: must be at least 100, got {n_boot}")
-    if not 0 < ci < 1: raise PlanError(f"{where}.ci_prob: must be in (0, 1), got {ci}")
+    check_number(ci, f"{where}.ci_prob", lo=0, hi=1, lo_open=True, hi_open=True, error=PlanError)
+    check_number(s.get('seed', 0), f"{where}.seed", lo=0, integer=True, error=PlanError)
     return SweepSpec(derivatives=list(ders), alphas=alphas, safety_shares=shares, safe_lora=safel, utility_limit=s.get('utility_limit'), reuse=reuse, n_boot=n_boot, seed=s.get('seed', 0), ci_prob=ci)

@@ -18,10 +18,11 @@ import xarray as xr
 from ..common.args import command_parser, parse
 from ..common.errors import PlanError, SchemaError, UsageError
 from ..common.io import atomic_parquet, atomic_write, file_sha256, read_toml
+from ..common.validate import check_output_path, read_plan_toml
 from ..common.versions import versions
 from ..schema import ancestry
 from ..cube import build_cube, save_cube
-from ..runs import ModelSpec, eval_model, load_run, parse_plan, stored_key
+from ..runs import ModelSpec, eval_model, load_run, parse_plan, stored_key, unit_dir
 from ..finetune.corpora import corpus_path
 from ..finetune.plan import FinetunePlan, adapter_digest, parse_finetune, weights_digest
 from ..finetune.train import finetune, resolve_base
@@ -41,7 +42,7 @@ def read_sweep(
     "(evaluation `Plan`, `SweepSpec`, `FinetunePlan` or None) of a plan with a `[sweep]` section."
     if isinstance(plan, dict): raw = plan
     else:
-        raw, path = read_toml(plan), Path(plan)
+        raw, path = read_plan_toml(plan), Path(plan)
     spec = parse_sweep(raw, path)
     ft = None
     if 'finetune' in raw:
@@ -233,8 +234,8 @@ def _copy_units(src:Path|None, dst:Path, ids):
     n = 0
     if src is None or not (Path(src)/'units').is_dir() or Path(src).resolve() == Path(dst).resolve(): return n
     for m in ids:
-        for u in (Path(src)/'units'/m).glob('*/unit.json'):
-            target = Path(dst)/'units'/m/u.parent.name
+        for u in unit_dir(src, m, '_').parent.glob('*/unit.json'):   # the run store's folder of model m
+            target = unit_dir(dst, m, u.parent.name)
             t = target/'unit.json'
             if t.exists() and (stored_key(target) == stored_key(u.parent) or t.stat().st_mtime >= u.stat().st_mtime): continue
             if target.exists(): shutil.rmtree(target)
@@ -347,6 +348,7 @@ def cli_sweep(argv:list[str]) -> int:
         a = parse(p, argv)
         if a is None: return 0
         if a.limit is not None and a.limit < 1: raise UsageError('--limit must be a positive integer')
+        check_output_path(a.out, 'sweep directory', folder=True)
         parts = read_sweep(a.plan)
         if a.dry_run:
             plan, spec, ft = parts

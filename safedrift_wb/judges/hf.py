@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 import numpy as np
 from transformers import pipeline
+from ..common.memory import run_halving
 from .backends import model_id
 
 # %% auto #0
@@ -53,7 +54,8 @@ class HFClassifierBackend:
         pair = self.pair and all(p for p in prompts)
         inputs = [{'text': p, 'text_pair': r} for p, r in zip(prompts, responses)] if pair else list(responses)
         if not inputs: return np.zeros(0)
-        outs = self.pipe(inputs, top_k=None, truncation=True, batch_size=self.batch_size)
+        outs = run_halving(inputs, self.batch_size, lambda b: self.pipe(b, top_k=None, truncation=True, batch_size=len(b)),
+                           what=f'judge {self.name}')
         return _read_labels(outs, self.weights, self.name)
 
 # %% ../../nbs/47a_hf_backends.ipynb #8c129b6f
@@ -72,5 +74,7 @@ class HFToxicityBackend:
     def score(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts): return np.zeros(0)
         kw = {'function_to_apply': self.fn} if self.fn else {}
-        return _read_labels(self.pipe(list(texts), top_k=None, truncation=True, batch_size=self.batch_size, **kw), self.weights, self.name)
+        outs = run_halving(list(texts), self.batch_size, lambda b: self.pipe(b, top_k=None, truncation=True, batch_size=len(b), **kw),
+                           what=f'judge {self.name}')
+        return _read_labels(outs, self.weights, self.name)
 

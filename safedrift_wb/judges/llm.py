@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from ..common.memory import run_halving
 from .backends import model_id
 
 # %% auto #0
@@ -74,8 +75,7 @@ class LLMJudgeBackend:
         try:
             p0 = next(self.model.parameters(), None) if hasattr(self.model, 'parameters') else None
             dev = p0.device if p0 is not None else 'cpu'
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s:s + self.batch_size]
+            def run(idx):
                 enc = self.tok([texts[i] for i in idx], return_tensors='pt', padding=True, add_special_tokens=not self.chat)
                 mask = enc['attention_mask'].to(dev)
                 pos = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -83,7 +83,8 @@ class LLMJudgeBackend:
                     logits = self.model(input_ids=enc['input_ids'].to(dev), attention_mask=mask, position_ids=pos).logits[:, -1, :]
                 lp = torch.log_softmax(logits.float(), dim=-1)
                 diff = torch.logsumexp(lp[:, self.yes_ids], -1) - torch.logsumexp(lp[:, self.no_ids], -1)
-                out[idx] = torch.sigmoid(diff).cpu().numpy()
+                return torch.sigmoid(diff).cpu().numpy().tolist()
+            out[order] = run_halving(order, self.batch_size, run, what=f'judge {self.name}')
         finally:
             self.tok.padding_side = side
             if pad is None: self.tok.pad_token = None

@@ -11,10 +11,12 @@ from ..common.errors import PlanError
 from ..common.io import read_toml, atomic_write, atomic_parquet
 from .plan import MODEL_KEYS, GEN_KEYS, BENCH_KEYS, LOAD_KEYS, TOP_KEYS, RUN_KEYS, DEFAULT_GENERATION, ModelSpec, Plan, parse_plan, read_plan
 from .store import append_line, read_lines, unit_key, unit_dir, stored_key, resume_unit, run_scope, load_run, load_transcripts, format_status
+from .lock import LOCK_FILE, run_lock, lock_holder, pid_alive
 
 # names whose modules load the engine (torch, transformers), imported on first use
 HEAVY_NAMES = lazy_table({
-    'safedrift_wb.runs.unit': ['CHUNK', 'model_identity', 'item_seeds', 'run_unit', 'make_judges', 'generate_together', 'eval_model', 'plan_units'],
+    'safedrift_wb.runs.unit': ['CHUNK', 'KEY_FORMAT', 'model_identity', 'unit_components', 'components_key', 'flat_components',
+                               'explain_unit', 'item_seeds', 'run_unit', 'make_judges', 'generate_together', 'eval_model', 'plan_units'],
     'safedrift_wb.runs.workers': ['cuda_count', 'pack_benchmarks', 'unpack_benchmarks', 'eval_in_worker', 'evaluate_local', 'default_workers', 'evaluate_dask'],
     'safedrift_wb.runs.evaluation': ['evaluate'],
     'safedrift_wb.runs.cli': ['cli_eval'],
@@ -22,4 +24,4 @@ HEAVY_NAMES = lazy_table({
 __getattr__ = lazy_attributes(__name__, HEAVY_NAMES)
 
 
-__all__ = ['PlanError', 'read_toml', 'atomic_write', 'atomic_parquet', 'MODEL_KEYS', 'GEN_KEYS', 'BENCH_KEYS', 'LOAD_KEYS', 'TOP_KEYS', 'RUN_KEYS', 'DEFAULT_GENERATION', 'ModelSpec', 'Plan', 'parse_plan', 'read_plan', 'append_line', 'read_lines', 'unit_key', 'unit_dir', 'stored_key', 'resume_unit', 'run_scope', 'load_run', 'load_transcripts', 'format_status', 'CHUNK', 'model_identity', 'item_seeds', 'run_unit', 'make_judges', 'generate_together', 'eval_model', 'plan_units', 'cuda_count', 'pack_benchmarks', 'unpack_benchmarks', 'eval_in_worker', 'evaluate_local', 'default_workers', 'evaluate_dask', 'evaluate', 'cli_eval']
+__all__ = ['PlanError', 'read_toml', 'atomic_write', 'atomic_parquet', 'MODEL_KEYS', 'GEN_KEYS', 'BENCH_KEYS', 'LOAD_KEYS', 'TOP_KEYS', 'RUN_KEYS', 'DEFAULT_GENERATION', 'ModelSpec', 'Plan', 'parse_plan', 'read_plan', 'append_line', 'read_lines', 'unit_key', 'unit_dir', 'stored_key', 'resume_unit', 'run_scope', 'load_run', 'load_transcripts', 'format_status', 'LOCK_FILE', 'run_lock', 'lock_holder', 'pid_alive'] + list(HEAVY_NAMES)

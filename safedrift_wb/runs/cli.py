@@ -4,19 +4,33 @@
 
 # %% ../../nbs/56_eval_cli.ipynb #d1f2429d
 from __future__ import annotations
-import time
+import json, time
 from ..common.args import command_parser, parse
 from ..common.errors import UsageError
 from .evaluation import evaluate
 from .plan import read_plan
 from .store import format_status
+from .unit import explain_unit
 
 # %% auto #0
-__all__ = ['cli_eval']
+__all__ = ['format_explain', 'cli_eval']
 
 # %% ../../nbs/56_eval_cli.ipynb #68fa045d
+def _show(v, width:int=72) -> str:
+    t = json.dumps(v, ensure_ascii=False, default=str)
+    return t if len(t) <= width else t[:width - 1] + '…'
+
+def format_explain(e:dict) -> str:
+    "The text `safedrift eval --explain` prints for an `explain_unit` answer."
+    verb = {'reuse': 'would be reused', 'compute': 'would be computed', 'recompute': 'would be recomputed'}[e['status']]
+    lines = [f"{e['unit']}: {verb} ({e['reason']})", f"  unit folder: {e['unit_dir']}", f"  key now:     {e['key']}"]
+    if e['stored_key']: lines.append(f"  key stored:  {e['stored_key']}")
+    if e['changed']: lines += ['  changed since the stored unit:'] + [f"    {n}: {_show(a, 34)} -> {_show(b, 34)}" for n, a, b in e['changed']]
+    lines += ['  key components now:'] + [f"    {n} = {_show(v)}" for n, v in sorted(e['components'].items())]
+    return '\n'.join(lines)
+
 def cli_eval(argv:list[str]) -> int:
-    "safedrift eval PLAN.toml -o RUN_DIR [--workers N | --scheduler ADDRESS]"
+    "safedrift eval PLAN.toml -o RUN_DIR [--workers N | --scheduler ADDRESS] [--explain MODEL/BENCHMARK]"
     p = command_parser('eval', 'Evaluate the models x benchmarks of a plan into a run directory (resumable).')
     p.add_argument('plan', help='plan file (TOML)')
     p.add_argument('-o', '--out', help='run directory (default: [run].output of the plan)')
@@ -24,7 +38,9 @@ def cli_eval(argv:list[str]) -> int:
     p.add_argument('--scheduler', help='address of a running Dask scheduler, e.g. tcp://host:8786')
     p.add_argument('--limit', type=int, help='at most this many items per benchmark (overrides the plan)')
     p.add_argument('--force', action='store_true', help='recompute finished units')
+    p.add_argument('--wait', action='store_true', help='when another evaluation is writing into the run directory, wait for it instead of exiting')
     p.add_argument('--no-progress', action='store_true')
+    p.add_argument('--explain', metavar='MODEL/BENCHMARK', help='say why this unit would be reused or recomputed (its key components, and which changed), then exit without evaluating')
     a = parse(p, argv)
     if a is None: return 0
     plan = read_plan(a.plan)
@@ -34,8 +50,11 @@ def cli_eval(argv:list[str]) -> int:
     out = a.out or plan.output
     if not out: raise UsageError('no output directory: pass -o RUN_DIR or set [run].output in the plan')
     if a.workers is not None and a.workers < 1: raise UsageError('--workers must be at least 1')
+    if a.explain is not None:
+        print(format_explain(explain_unit(plan, out, a.explain, force=a.force)))
+        return 0
     t = time.time()
-    status = evaluate(plan, out, workers=a.workers, scheduler=a.scheduler, progress=not a.no_progress, force=a.force)
+    status = evaluate(plan, out, workers=a.workers, scheduler=a.scheduler, progress=not a.no_progress, force=a.force, wait=a.wait)
     print(format_status(status))
     nf = int((status.status == 'failed').sum()) if len(status) else 0
     print(f"run directory: {out} ({time.time() - t:.1f} s){'; ' + str(nf) + ' unit(s) failed' if nf else ''}")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from ..common.io import atomic_parquet, atomic_write
 from ..common.versions import versions
+from .lock import run_lock
 from .plan import Plan
 from .unit import eval_model
 from .workers import evaluate_dask, evaluate_local
@@ -24,11 +25,16 @@ def evaluate(plan:Plan, # a parsed plan
              scheduler:str|None=None, # address of a running Dask scheduler (instead of local workers)
              progress:bool=True, # progress bars per unit, with items/s
              force:bool=False, # recompute units even when a stored result has the same key
+             wait:bool|float=False, # when another evaluation writes into `out`: False fails at once, True waits, a number waits that many seconds
             ) -> pd.DataFrame:
-    "Evaluate every model of the plan into the run store `out`; returns one status row per unit."
+    "Evaluate every model of the plan into the run store `out`, holding its run lock; returns one status row per unit."
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out, wait=wait):   # one writer per run; its workers write under it
+        return _evaluate(plan, out, workers, scheduler, progress, force)
+
+def _evaluate(plan:Plan, out:Path, workers, scheduler, progress:bool, force:bool) -> pd.DataFrame:
     t0 = time.time()
     models = plan.model_table()
     atomic_parquet(models.reset_index(), out/'models.parquet')

@@ -4,12 +4,14 @@
 
 # %% ../../nbs/51_run_plan.ipynb #0efee32c
 from __future__ import annotations
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from ..benchmarks import LOADERS, default_suite, get_benchmark, get_loader
 from ..common.errors import PlanError, SchemaError
 from ..common.io import check_keys, read_toml
+from ..common.validate import check_model_id, check_number, read_plan_toml
 from ..schema import validate_models
 
 # %% auto #0
@@ -67,6 +69,42 @@ class Plan:
 
 DEFAULT_GENERATION = dict(max_new_tokens=64, temperature=0.0, seed=0, stop=[], batch_size='auto', system='', chat_mc=False)
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_DTYPES = {'auto', 'float32', 'fp32', 'float', 'bfloat16', 'bf16', 'float16', 'fp16', 'half'}
+_DEVICE = re.compile(r"auto|cpu|mps|meta|(cuda|xpu)(:\d+)?")
+
+def _check_source(w, p, *, gguf_file=None, adapter=False):
+    "Fail at parse time when a model (or adapter) path names a local file or folder that is not there or holds no model."
+    what = 'adapter' if adapter else 'path'
+    q = Path(p).expanduser()
+    if q.exists():
+        if q.is_file():
+            if adapter or q.suffix.lower() != '.gguf': raise PlanError(f"{w}.{what}: {p} is a file; expected {'an adapter' if adapter else 'a model'} folder{'' if adapter else ' or a .gguf file'}")
+        elif adapter and not (q/'adapter_config.json').exists(): raise PlanError(f"{w}.adapter: no adapter_config.json in {p}")
+        elif not adapter and gguf_file and not (q/gguf_file).is_file(): raise PlanError(f"{w}.gguf_file: {gguf_file} not found in {p}")
+        elif not adapter and not gguf_file and not ((q/'config.json').exists() or (q/'adapter_config.json').exists()):
+            raise PlanError(f"{w}.path: no config.json (nor adapter_config.json) in model folder {p}")
+    elif str(p).startswith(('/', '.', '~')) or str(p).lower().endswith('.gguf') or not _HUB_ID.fullmatch(str(p)):
+        raise PlanError(f"{w}.{what}: not found: {p} (neither a local {'adapter' if adapter else 'model'} nor a hub id 'org/name')")
+
+def _check_model(w, m, run_device):
+    "Check one [[models]] entry's values (id, base, paths, dtype, device, sizes) before any work."
+    check_model_id(m['id'], f"{w}.id", error=PlanError)
+    if m.get('base'): check_model_id(m['base'], f"{w}.base", error=PlanError)
+    if not m['path']: raise PlanError(f"{w}.path: empty")
+    _check_source(w, m['path'], gguf_file=m.get('gguf_file'))
+    if m.get('adapter'): _check_source(w, m['adapter'], adapter=True)
+    if 'dtype' in m and str(m['dtype']).lower() not in _DTYPES: raise PlanError(f"{w}.dtype: unknown dtype {m['dtype']!r}; use one of {', '.join(sorted(_DTYPES))}")
+    dev = m.get('device', run_device)
+    if dev is not None and not _DEVICE.fullmatch(dev): raise PlanError(f"{w}.device: unknown device {dev!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if 'max_length' in m: check_number(m['max_length'], f"{w}.max_length", lo=1, integer=True, error=PlanError)
+    if 'batch_size' in m: _check_batch(f"{w}.batch_size", m['batch_size'])
+
+def _check_batch(w, v):
+    if isinstance(v, str):
+        if v != 'auto': raise PlanError(f"{w}: must be a positive integer or 'auto', got {v!r}")
+    else: check_number(v, w, lo=1, integer=True, error=PlanError)
+
 def _rel(base_dir, p):
     "A path relative to the plan's folder when it exists there (or starts with . or ~); hub ids stay as they are."
     q = Path(p).expanduser()
@@ -113,9 +151,13 @@ def parse_plan(raw:dict, # the TOML content as a dict
     for k in raw:
         if k not in TOP_KEYS: raise PlanError(f"{name}: unknown section [{k}] (allowed: {', '.join(sorted(TOP_KEYS))})")
     run = raw.get('run', {}); check_keys(f"{name}: [run]", run, RUN_KEYS)
+    if run.get('device') is not None and not _DEVICE.fullmatch(run['device']):
+        raise PlanError(f"{name}: [run].device: unknown device {run['device']!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     gen = dict(DEFAULT_GENERATION); g = raw.get('generation', {}); check_keys(f"{name}: [generation]", g, GEN_KEYS); gen.update(g)
     if gen['max_new_tokens'] < 1: raise PlanError(f"{name}: [generation].max_new_tokens: must be at least 1")
-    if gen['temperature'] < 0: raise PlanError(f"{name}: [generation].temperature: must be >= 0")
+    check_number(gen['temperature'], f"{name}: [generation].temperature", lo=0, error=PlanError)
+    check_number(gen['seed'], f"{name}: [generation].seed", lo=0, integer=True, error=PlanError)
+    _check_batch(f"{name}: [generation].batch_size", gen['batch_size'])
     if not all(isinstance(s, str) and s for s in gen['stop']): raise PlanError(f"{name}: [generation].stop: must be a list of non-empty strings")
     judges = raw.get('judges', {})
     if not isinstance(judges, dict) or not all(isinstance(v, dict) for v in judges.values()):
@@ -133,6 +175,7 @@ def parse_plan(raw:dict, # the TOML content as a dict
         m = dict(m)
         for k in ('path', 'adapter'):
             if m.get(k): m[k] = _rel(base_dir, m[k])
+        _check_model(w, m, run.get('device'))
         if run.get('device') and 'device' not in m: m['device'] = run['device']
         models.append(ModelSpec(**m))
     plan = Plan(path=Path(path) if path else None, models=models, benchmarks=benches, limit=b.get('limit'), generation=gen,
@@ -144,4 +187,4 @@ def parse_plan(raw:dict, # the TOML content as a dict
 
 def read_plan(path) -> Plan:
     "Read and check a plan file (TOML)."
-    return parse_plan(read_toml(path), Path(path))
+    return parse_plan(read_plan_toml(path), Path(path))

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from ..common.io import atomic_write, atomic_parquet
+from ..common.validate import model_dir_name, model_id_from_dir
+
 
 # %% auto #0
 __all__ = ['append_line', 'read_lines', 'unit_key', 'unit_dir', 'stored_key', 'resume_unit', 'run_scope', 'load_run',
@@ -42,7 +44,7 @@ def unit_key(model_ident:dict, bench, items:list[dict], generation:dict, judge_i
 
 def unit_dir(out, model_id, bench_id) -> Path:
     "The folder of one unit of the run store `out`."
-    return Path(out)/'units'/model_id/bench_id
+    return Path(out)/'units'/model_dir_name(model_id)/bench_id
 
 def stored_key(udir) -> str|None:
     "The key of the finished unit in `udir`, or None when there is none."
@@ -73,7 +75,7 @@ def _units_in_scope(d:Path, models=None, benchmarks=None):
     "unit.json paths of `d` whose model and benchmark are in the given sets (default: the run's scope)."
     if models is None and benchmarks is None and (d/'models.csv').exists(): models, benchmarks = run_scope(d)
     for uj in sorted(d.glob('units/*/*/unit.json')):
-        m, b = uj.parent.parent.name, uj.parent.name
+        m, b = model_id_from_dir(uj.parent.parent.name), uj.parent.name
         if (models and m not in models) or (benchmarks and b not in benchmarks): continue
         yield uj
 
@@ -90,8 +92,9 @@ def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     for uj in _units_in_scope(d):
         rec = json.loads(uj.read_text())
         df = pd.read_parquet(uj.parent/'items.parquet')
-        frames.append(df.assign(model=uj.parent.parent.name, benchmark=rec['benchmark'], category=rec['category']))
-        units.append({k: rec[k] for k in ('benchmark', 'benchmark_version', 'benchmark_hash', 'judges', 'n_items')} | {'model': uj.parent.parent.name,
+        m = model_id_from_dir(uj.parent.parent.name)
+        frames.append(df.assign(model=m, benchmark=rec['benchmark'], category=rec['category']))
+        units.append({k: rec[k] for k in ('benchmark', 'benchmark_version', 'benchmark_hash', 'judges', 'n_items')} | {'model': m,
                      'lm': {k: rec['lm'].get(k) for k in ('model', 'revision', 'weights_sha256', 'adapter_sha256', 'dtype', 'device', 'chat_template')}})
     if not frames: raise FileNotFoundError(f"run directory {d} has no finished units")
     items = pd.concat(frames, ignore_index=True)[['model', 'benchmark', 'item', 'metric', 'value', 'judge', 'category']]
@@ -103,7 +106,7 @@ def load_transcripts(run_dir, models=None, benchmarks=None) -> pd.DataFrame:
     "Prompts, responses and item scores of finished units: of the given models/benchmarks, by default the run's scope."
     frames = []
     for uj in _units_in_scope(Path(run_dir), models, benchmarks):
-        m, b = uj.parent.parent.name, uj.parent.name
+        m, b = model_id_from_dir(uj.parent.parent.name), uj.parent.name
         frames.append(pd.read_parquet(uj.parent/'transcript.parquet').assign(model=m, benchmark=b))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=['model', 'benchmark', 'item', 'prompt', 'response'])
 

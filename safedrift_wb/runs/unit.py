@@ -9,29 +9,92 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
-from ..common.io import atomic_parquet, atomic_write, files_sha256
-from ..engine import folder_digests, load_model, pick_device, pick_dtype, resolve_source
+from ..common.errors import UsageError
+from ..common.io import atomic_parquet, atomic_write
+from ..common.versions import package_version
+from ..engine import load_model, pick_device, pick_dtype, resolve_source
+from ..engine.load import adapter_files_sha256, folder_digests, hub_commit
 from ..judges import get_judge
-from .plan import DEFAULT_GENERATION, ModelSpec
-from .store import append_line, resume_unit, stored_key, unit_dir, unit_key
+from .plan import DEFAULT_GENERATION, ModelSpec, Plan
+from .store import append_line, read_lines, resume_unit, stored_key, unit_dir
 
 # %% auto #0
-__all__ = ['CHUNK', 'model_identity', 'item_seeds', 'run_unit', 'make_judges', 'generate_together', 'eval_model', 'plan_units']
+__all__ = ['KEY_FORMAT', 'CHUNK', 'model_identity', 'unit_components', 'components_key', 'flat_components', 'item_seeds',
+           'run_unit', 'make_judges', 'generate_together', 'eval_model', 'plan_units', 'explain_unit']
 
 # %% ../../nbs/53_unit.ipynb #813c24fc
+def _adapter_identity(adapter:str) -> dict:
+    a = Path(adapter).expanduser()
+    if a.is_dir(): return dict(adapter_sha256=adapter_files_sha256(a))
+    commit = hub_commit(str(adapter))
+    if commit is None: raise FileNotFoundError(f"adapter {adapter}: not a folder, and its hub revision cannot be resolved to a commit (offline, not in the hub cache)")
+    return dict(adapter=str(adapter), adapter_revision=commit, adapter_sha256=None)
+
 def model_identity(spec:ModelSpec) -> dict:
-    "Everything about a model spec that can change its answers, from files on disk (no loading)."
+    "Everything about a model spec that can change its answers, from files on disk (no loading): contents, not paths."
     src, gguf, local = resolve_source(spec.path, spec.gguf_file)
+    adapter = spec.adapter
+    if local and not adapter and (Path(src)/'adapter_config.json').exists() and not (Path(src)/'config.json').exists():
+        adapter = str(src)  # a folder holding only an adapter: load_model puts it on the base its config names
+        base = json.loads((Path(src)/'adapter_config.json').read_text(encoding='utf-8')).get('base_model_name_or_path')
+        if not base: raise ValueError(f"adapter folder {src} names no base model (base_model_name_or_path)")
+        src, gguf, local = resolve_source(base, gguf)
     dev = pick_device(spec.device)
-    ident = dict(path=str(src), revision=spec.revision, gguf_file=gguf, local=local, device_type=dev.type,
+    ident = dict(source='local' if local else 'hub', gguf_file=gguf, device_type=dev.type,
                  dtype=str(pick_dtype(spec.dtype, dev)).removeprefix('torch.'), chat_template=spec.chat_template,
                  trust_remote_code=spec.trust_remote_code, max_length=spec.max_length)
     if local: ident.update(folder_digests(Path(src), gguf))
-    if spec.adapter:
-        a = Path(spec.adapter)
-        ident['adapter'] = spec.adapter
-        ident['adapter_sha256'] = files_sha256([f for f in a.iterdir() if f.is_file() and f.name != 'README.md']) if a.is_dir() else None
+    else:
+        commit = hub_commit(str(src), spec.revision)
+        if commit is None:
+            raise FileNotFoundError(f"hub model {src}: revision {spec.revision or 'main'!r} cannot be resolved to a commit "
+                                    "(offline, not in the hub cache); give a full commit hash as revision, or a local folder")
+        ident.update(repo=str(src), revision=commit)
+    ident.update(_adapter_identity(adapter) if adapter else dict(adapter_sha256=None))
     return ident
+
+# %% ../../nbs/53_unit.ipynb #k15code01
+KEY_FORMAT = 2  # 1: keys named the model folder's path and its weights and tokenizer digests only
+
+def _sha(obj) -> str: return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+def _scorer_id(bench) -> str:
+    s = bench.scorer
+    return s if isinstance(s, str) else f"{getattr(s, '__module__', '?')}.{getattr(s, '__qualname__', bench.scorer_name)}"
+
+def unit_components(ident:dict, # `model_identity` of the model
+                    bench, # the benchmark
+                    items:list[dict], # the items evaluated (after any limit)
+                    generation:dict, # the plan's generation settings (DEFAULT_GENERATION filled in)
+                    judges:dict, # judge name -> judge object (`make_judges`)
+                    judge_options:dict|None=None, # the plan's [judges] tables
+                   ) -> dict:
+    "Everything that can change the answers of one (model, benchmark) unit, by component: what its key is made of."
+    if bench.task == 'generate': names = ('max_new_tokens', 'temperature', 'seed', 'stop', 'system')
+    else: names = ('chat_mc', 'system') if generation.get('chat_mc') else ('chat_mc',)
+    norm = dict(temperature=float(generation.get('temperature') or 0), system=generation.get('system') or None,
+                stop=list(generation.get('stop') or []), chat_mc=bool(generation.get('chat_mc')))
+    opts = judge_options or {}
+    return dict(model=dict(ident),
+                benchmark=dict(id=bench.id, version=bench.version, task=bench.task, category=bench.category, scorer=_scorer_id(bench),
+                               metrics=dict(bench.metrics), judges=list(bench.judges), template=bench.template),
+                items=dict(n=len(items), sha256=_sha([[it, bench.prompt(it)] for it in items])),
+                generation={k: norm.get(k, generation.get(k)) for k in names},
+                judges={j: dict(id=getattr(judges[j], 'judge_id', j) if j in judges else None, options=dict(opts.get(j) or {}))
+                        for j in bench.judges},
+                scoring=dict(package='safedrift_wb', version=package_version()), format=KEY_FORMAT)
+
+def components_key(components:dict) -> str:
+    "The key of a unit: the SHA-256 of its components (`unit_components`)."
+    return _sha(components)
+
+def flat_components(components:dict, prefix:str='') -> dict:
+    "Components as dotted names (`model.config_sha256`, `judges.refusal.options.threshold`) -> value."
+    out = {}
+    for k, v in components.items():
+        if isinstance(v, dict) and v: out.update(flat_components(v, f"{prefix}{k}."))
+        else: out[f"{prefix}{k}"] = v
+    return out
 
 # %% ../../nbs/53_unit.ipynb #e6bdd7a1
 CHUNK = 32  # items per checkpoint
@@ -50,8 +113,8 @@ def _gen_record(key, item, prompt, response, truncated) -> dict:
     return dict(key=key, item=item, prompt=prompt, response=response) | ({'truncated': True} if truncated else {})
 
 def run_unit(lm, bench, items:list[dict], judges:dict, generation:dict, udir:Path, key:str, *, progress:bool=True,
-             extra_seconds:float=0.0) -> dict:
-    "Evaluate one benchmark on one loaded model, checkpointing into `udir`; returns the unit record."
+             extra_seconds:float=0.0, components:dict|None=None) -> dict:
+    "Evaluate one benchmark on one loaded model, checkpointing into `udir`; returns the unit record (with the key's `components`)."
     t0 = time.time() - extra_seconds
     part = udir/'partial.jsonl'
     done = resume_unit(part, key)
@@ -97,6 +160,7 @@ def run_unit(lm, bench, items:list[dict], judges:dict, generation:dict, udir:Pat
                category=bench.category, task=bench.task, n_items=len(items), n_rows=len(scores), empty_responses=empty,
                truncated_prompts=int(truncated), seconds=round(time.time() - t0, 3),
                judges={j: getattr(judges[j], 'judge_id', j) for j in bench.judges}, lm=lm.info)
+    if components is not None: rec['key_components'] = components
     atomic_write(udir/'unit.json', json.dumps(rec, indent=1, default=str))
     part.unlink(missing_ok=True)
     return rec
@@ -157,32 +221,37 @@ class _Records(list):
 def _fail(model_id, bench, stage, e) -> dict:
     return dict(model=model_id, benchmark=bench.id, status='failed', stage=stage, error=f"{type(e).__name__}: {e}".splitlines()[0][:500])
 
-def plan_units(spec:ModelSpec, benches:list, out, *, limit, gen:dict, judge_options, force:bool) -> tuple:
-    "(status records of cached or failed units, units to run [(bench, items, key, dir)], judges) of one model."
-    records, plan = [], []
+def _plan(spec:ModelSpec, benches:list, out, *, limit, gen:dict, judge_options, force:bool) -> tuple:
+    "(records of cached or failed units, units to run [(bench, items, key, dir)], judges, model identity, key components by dir)."
+    records, plan, comps = [], [], {}
     try:
         judges = make_judges([j for b in benches for j in b.judges], judge_options or {})
         ident = model_identity(spec)
     except Exception as e:
-        return [_fail(spec.id, b, 'setup', e) for b in benches], [], {}
-    jids = {n: getattr(j, 'judge_id', n) for n, j in judges.items()}
+        return [_fail(spec.id, b, 'setup', e) for b in benches], [], {}, None, {}
     for b in benches:
-        try: items = b.items(limit)
+        try:
+            items = b.items(limit)
+            c = unit_components(ident, b, items, gen, judges, judge_options)
         except Exception as e: records.append(_fail(spec.id, b, 'items', e)); continue
-        key, udir = unit_key(ident, b, items, gen, jids), unit_dir(out, spec.id, b.id)
+        key, udir = components_key(c), unit_dir(out, spec.id, b.id)
         if not force and stored_key(udir) == key: records.append(dict(model=spec.id, benchmark=b.id, status='cached', n_items=len(items)))
-        else: plan.append((b, items, key, udir))
-    return records, plan, judges
+        else: plan.append((b, items, key, udir)); comps[udir] = c
+    return records, plan, judges, ident, comps
+
+def plan_units(spec:ModelSpec, benches:list, out, *, limit, gen:dict, judge_options, force:bool) -> tuple:
+    "(status records of cached or failed units, units to run [(bench, items, key, dir)], judges) of one model."
+    return _plan(spec, benches, out, limit=limit, gen=gen, judge_options=judge_options, force=force)[:3]
 
 def _eval_model(records, spec:ModelSpec, benches:list, out, *, limit, generation, judge_options, progress, force):
     gen = dict(DEFAULT_GENERATION, **(generation or {}))
     fail = lambda b, stage, e: _fail(spec.id, b, stage, e)
-    done, plan, judges = plan_units(spec, benches, out, limit=limit, gen=gen, judge_options=judge_options, force=force)
+    done, plan, judges, ident, comps = _plan(spec, benches, out, limit=limit, gen=gen, judge_options=judge_options, force=force)
     records.extend(done)
     if not plan: return
     try:
         lm = load_model(spec.path, dtype=spec.dtype, device=spec.device, batch_size=spec.batch_size if spec.batch_size != 'auto' else gen['batch_size'],
-                        adapter=spec.adapter, gguf_file=spec.gguf_file, revision=spec.revision,
+                        adapter=spec.adapter, gguf_file=spec.gguf_file, revision=ident.get('revision') if ident['source'] == 'hub' else spec.revision,
                         chat_template=None if spec.chat_template in (None, True) else False,
                         trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle, max_length=spec.max_length)
         lm.info['run_id'] = spec.id
@@ -196,10 +265,57 @@ def _eval_model(records, spec:ModelSpec, benches:list, out, *, limit, generation
                       "continuing unit by unit")
     for b, items, key, udir in plan:
         try:
-            rec = run_unit(lm, b, items, judges, gen, udir, key, progress=progress, extra_seconds=secs.get(udir, 0.0))
+            rec = run_unit(lm, b, items, judges, gen, udir, key, progress=progress, extra_seconds=secs.get(udir, 0.0), components=comps[udir])
             records.append(dict(model=spec.id, benchmark=b.id, status='done', n_items=rec['n_items'], seconds=rec['seconds'],
                                 items_per_s=round(rec['n_items']/max(rec['seconds'], 1e-9), 2), truncated=rec['truncated_prompts'],
                                 empty=rec['empty_responses']))
         except Exception as e:
             records.append(fail(b, 'evaluate', e))
     del lm
+
+# %% ../../nbs/53_unit.ipynb #k15code02
+_ABSENT = '(absent)'
+
+def _find_unit(plan:Plan, unit:str) -> tuple:
+    "(model spec, benchmark) of `MODEL/BENCHMARK` (either id may hold '/'), or a one-line UsageError."
+    for i, ch in enumerate(unit):
+        if ch != '/': continue
+        spec = next((m for m in plan.models if m.id == unit[:i]), None)
+        bench = next((b for b in plan.benchmarks if b.id == unit[i + 1:]), None)
+        if spec is not None and bench is not None: return spec, bench
+    some = lambda ids: ', '.join(ids[:8]) + (', ...' if len(ids) > 8 else '')
+    raise UsageError(f"--explain {unit!r}: no such unit in the plan; give MODEL/BENCHMARK with MODEL one of "
+                     f"{some([m.id for m in plan.models])} and BENCHMARK one of {some([b.id for b in plan.benchmarks])}")
+
+def explain_unit(plan:Plan, # a parsed plan (with any --limit applied)
+                 out, # run directory
+                 unit:str, # 'MODEL/BENCHMARK'
+                 *, force:bool=False, # as `evaluate(force=...)`
+                ) -> dict:
+    "Why `evaluate` would reuse or recompute one unit: its key components now and which differ from the stored unit's."
+    spec, bench = _find_unit(plan, unit)
+    gen = dict(DEFAULT_GENERATION, **(plan.generation or {}))
+    try:
+        judges = make_judges(bench.judges, plan.judges or {})
+        comps = unit_components(model_identity(spec), bench, bench.items(plan.limit), gen, judges, plan.judges)
+    except Exception as e:
+        raise UsageError(f"--explain {unit}: cannot compute its key: {type(e).__name__}: {e}".splitlines()[0]) from None
+    key, udir = components_key(comps), unit_dir(out, spec.id, bench.id)
+    try: stored = json.loads((udir/'unit.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError): stored = None
+    stored = stored if isinstance(stored, dict) else None
+    now = flat_components(json.loads(json.dumps(comps, default=str)))
+    was = stored.get('key_components') if stored else None
+    was = flat_components(was) if isinstance(was, dict) else None
+    changed = [] if was is None else [(n, was.get(n, _ABSENT), now.get(n, _ABSENT)) for n in sorted(set(was) | set(now))
+                                      if was.get(n, _ABSENT) != now.get(n, _ABSENT)]
+    old_key = stored.get('key') if stored else None
+    if old_key is None:
+        ready = sum(r.get('key') == key for r in read_lines(udir/'partial.jsonl'))
+        status, reason = 'compute', 'no finished unit in the run' + (f"; {ready} checkpointed item(s) under this key are kept" if ready else '')
+    elif force: status, reason = 'recompute', '--force'
+    elif old_key == key: status, reason = 'reuse', 'the stored unit was made under the same key'
+    elif was is None: status, reason = 'recompute', 'the key changed; the stored unit predates recorded key components (key format 1)'
+    else: status, reason = 'recompute', f"{len(changed)} component(s) changed: {', '.join(n for n, _, _ in changed)}"
+    return dict(unit=f"{spec.id}/{bench.id}", status=status, reason=reason, key=key, stored_key=old_key, unit_dir=str(udir),
+                components=now, changed=changed)

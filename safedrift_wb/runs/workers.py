@@ -8,6 +8,7 @@ import importlib, importlib.util
 import multiprocessing as mp
 import os
 import pickle
+import threading, time
 from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
 from pathlib import Path
 from queue import Empty
@@ -32,8 +33,16 @@ def cuda_count() -> int:
 
 _WORKER = {}  # in a local worker process: its progress queue
 
-def _init_worker(counter, threads:int, n_gpu:int, queue):
-    "Set up a local worker process: its GPU (when there are several), its CPU threads, its progress queue."
+def _exit_with_parent(parent:int, every:float=0.2):
+    "In a worker process: exit at once when the evaluating process `parent` is gone, so that no orphan writes into its run."
+    while True:
+        time.sleep(every)
+        if os.getppid() != parent: os._exit(70)
+
+def _init_worker(counter, threads:int, n_gpu:int, queue, parent:int):
+    "Set up a local worker process: its GPU (when there are several), its CPU threads, its progress queue, its exit with `parent`."
+    if os.getppid() != parent: os._exit(70)   # the parent died while this process was starting
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name='exit-with-parent').start()
     with counter.get_lock(): i, counter.value = counter.value, counter.value + 1
     if n_gpu > 1: os.environ['CUDA_VISIBLE_DEVICES'] = str(i % n_gpu)
     for v in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ[v] = str(threads)
@@ -85,7 +94,7 @@ def evaluate_local(plan:Plan, out:Path, workers:int, kw:dict, progress:bool, _ru
     def pool_run(models, n):
         "Results by model id, and the models whose process died."
         res, died = {}, []
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(counter, threads, n_gpu, queue)) as ex:
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(counter, threads, n_gpu, queue, os.getpid())) as ex:
             futs = {ex.submit(run, m, packed, str(out), kw): m for m in models}
             pending = set(futs)
             while pending:

@@ -6,16 +6,18 @@
 from __future__ import annotations
 import io
 import math
+import matplotlib
 import numpy as np
 from IPython.display import Image
+from matplotlib.text import Text
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.path import Path as MplPath
 
 # %% auto #0
-__all__ = ['CHAR_INCH', 'SAFER', 'LESS_SAFE', 'NOT_SIGNIFICANT', 'new_figure', 'figure_png', 'as_image', 'figure_axes',
-           'text_inches', 'fit_margins', 'empty_message', 'set_tick_labels', 'clear_plot', 'verdict_colors',
-           'cell_outlines', 'n_outlined']
+__all__ = ['CHAR_INCH', 'SAFER', 'LESS_SAFE', 'NOT_SIGNIFICANT', 'new_figure', 'plain_text', 'figure_png', 'as_image',
+           'figure_axes', 'text_inches', 'fit_margins', 'empty_message', 'set_tick_labels', 'clear_plot',
+           'verdict_colors', 'cell_outlines', 'n_outlined']
 
 # %% ../../nbs/71_plot_base.ipynb #0fcb36ff
 def new_figure(figsize:tuple=(6.4, 4.8), # width, height in inches
@@ -26,15 +28,23 @@ def new_figure(figsize:tuple=(6.4, 4.8), # width, height in inches
     FigureCanvasAgg(fig)
     return fig
 
+def plain_text(fig:Figure) -> Figure:
+    "Turn mathtext off on every text of `fig`: a model id such as `a$x$` is shown as typed, and `$\\foo$` cannot fail."
+    for t in fig.findobj(Text): t.set_parse_math(False)
+    return fig
+
 def figure_png(fig:Figure, # figure to render
                *, dpi:float=100, # resolution
                compress_level:int=6, # PNG compression, 0 (fast, big) to 9 (slow, small)
               ) -> bytes:
-    "The whole figure rendered as PNG bytes (axes set aside for fast redraws included)."
+    "The whole figure rendered as PNG bytes (axes set aside for fast redraws included); every text is plain, never mathtext."
     buf = io.BytesIO()
     held = [a for a in fig.get_children() if a.get_animated()]
     for a in held: a.set_animated(False)
-    try: fig.savefig(buf, format='png', dpi=dpi, facecolor='white', pil_kwargs={'compress_level': compress_level})
+    try:
+        plain_text(fig)
+        with matplotlib.rc_context({'text.parse_math': False}):   # ticks made while drawing too
+            fig.savefig(buf, format='png', dpi=dpi, facecolor='white', pil_kwargs={'compress_level': compress_level})
     finally:
         for a in held: a.set_animated(True)
     return buf.getvalue()

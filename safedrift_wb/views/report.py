@@ -7,13 +7,14 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
+import matplotlib
 import numpy as np
 import pandas as pd
 import xarray as xr
 from ..common.args import command_parser, parse
 from ..common.errors import SchemaError, UsageError
-from ..common.io import read_table
-from ..cube import load_cube, summarize
+from ..common.validate import arg_prob, check_output_path, read_input_table, write_output
+from ..cube import read_cube, summarize
 from ..analysis import contradiction, disagreement
 from .fmt import esc, estimate, html_table, img_tag, num, value_text
 from .plot_base import new_figure
@@ -233,7 +234,9 @@ def report_html(cube:xr.Dataset, # a drift cube
     sections = [('evaluated', 'What was evaluated', evaluated_html(cube, transcripts)),
                 ('verdicts', 'Verdict per derivative', verdicts_html(cube, alpha=alpha)),
                 ('significant', 'Significant drifts', significant_html(cube, alpha=alpha))]
-    if derivatives(cube): sections += _figure_sections(cube, alpha, dpi)
+    if derivatives(cube):
+        with matplotlib.rc_context({'text.parse_math': False}):   # model ids are text: '$x$' is not mathtext
+            sections += _figure_sections(cube, alpha, dpi)
     if transcripts is not None:
         sections.append(('flips', 'Items that flipped', flips_section(cube, transcripts, max_examples=max_examples)))
     note = (f'<p class="note"><b>How to read.</b> Drift is a derivative\'s score minus its immediate base\'s score, paired on '
@@ -261,9 +264,7 @@ def write_report(cube:xr.Dataset, # a drift cube
     path = Path(path)
     if path.is_dir(): raise UsageError(f"report: {path} is a directory; give a file name such as {path/'report.html'}")
     html = report_html(cube, alpha=alpha, transcripts=transcripts, title=title, max_examples=max_examples)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding='utf-8')
-    return path
+    return write_output(path, html, 'report')   # atomic: no partial file on a full disk
 
 # %% ../../nbs/78_report.ipynb #368a46c0
 def cli_report(argv:list[str]) -> int:
@@ -271,18 +272,14 @@ def cli_report(argv:list[str]) -> int:
     p = command_parser('report', 'Write a self-contained HTML drift report (figures inline, no network) for a saved cube.')
     p.add_argument('cube', help='drift cube (.nc) written by `safedrift cube` or save_cube')
     p.add_argument('-o', '--out', required=True, help='HTML file to write')
-    p.add_argument('--alpha', type=float, default=0.05, help='FDR level: significant means q < alpha (default 0.05)')
+    p.add_argument('--alpha', type=arg_prob, default=0.05, help='FDR level: significant means q < alpha (default 0.05)')
     p.add_argument('--transcripts', help='prompts, responses and judged values per item (.parquet/.csv): shows flipped items')
     p.add_argument('--title', help='title of the report')
     a = parse(p, argv)
     if a is None: return 0
-    if not 0 < a.alpha < 1: raise UsageError(f"--alpha must be in (0, 1), got {a.alpha}")
-    src = Path(a.cube)
-    if not src.exists(): raise UsageError(f"cube not found: {src}")
-    if src.is_dir(): raise UsageError(f"{src} is a directory; expected a cube file (.nc)")
-    try: cube = load_cube(src)
-    except Exception as e: raise UsageError(f"cannot read cube {src}: {type(e).__name__}: {e}") from None
-    tr = read_table(a.transcripts, 'transcripts') if a.transcripts else None
+    check_output_path(a.out, 'report')
+    cube = read_cube(a.cube)
+    tr = read_input_table(a.transcripts, 'transcripts', str_columns=['model', 'benchmark', 'item']) if a.transcripts else None
     out = write_report(cube, a.out, alpha=a.alpha, transcripts=tr, title=a.title)
     print(f"wrote {out} ({out.stat().st_size/1e3:.0f} kB)")
     return 0
