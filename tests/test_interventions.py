@@ -12,7 +12,8 @@ from safedrift_wb.interventions import (interpolate, scale_adapter, safe_lora_pr
 from safedrift_wb.tiny import make_tiny_model, make_tiny_adapter
 from safedrift_wb.engine import load_model, LM
 from safedrift_wb.cube import build_cube, load_cube
-from safedrift_wb.runs import PlanError
+from safedrift_wb.runs import PlanError, run_lock
+from safedrift_wb.schema import UsageError
 from safedrift_wb.cli import main
 from conftest import plan_text, tiny_family
 
@@ -196,6 +197,15 @@ def test_sweep_reuses_end_points_and_builds_cube(tiny):
     # fewer points later: units of the dropped points stay in the store but not in the cube
     r3 = sweep(write_plan(d, base, other, lora, [0, 1], ders=['tiny-med']), out, progress=False)
     assert (r3.status.status == 'cached').all() and sorted(r3.cube.model.values) == ['tiny', 'tiny-med']
+
+
+def test_sweep_refuses_a_run_store_another_writer_holds(tiny):
+    d, base, other, lora = tiny
+    out = d/'locked'; (out/'run').mkdir(parents=True)
+    with run_lock(out/'run'):
+        with pytest.raises(UsageError, match='is being written by another evaluation'):
+            sweep(write_plan(d, base, other, lora, [0, 1], ders=['tiny-med'], name='locked.toml'), out, progress=False)
+    assert not (out/'run'/'units').exists()
 
 
 SAFE = '''

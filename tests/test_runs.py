@@ -140,9 +140,11 @@ def test_a_failing_model_is_recorded_and_others_go_on(family, tmp_path):
     broken = d/'broken'; broken.mkdir(exist_ok=True); (broken/'config.json').write_text('{"model_type": "nonsense"}')
     extra = f'[[models]]\nid = "broken"\npath = "{broken}"\nbase = "tiny"\nfamily = "tiny"\ndomain = "legal"\nmethod = "lora"\n'
     p = write_plan(d, base, lora, extra, name='plan_broken.toml')
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()): rc = main(['eval', str(p), '-o', str(tmp_path/'run'), '--no-progress'])
-    assert rc == 1
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main(['eval', str(p), '-o', str(tmp_path/'run'), '--no-progress'])
+    assert rc == 2   # the run's other units are stored, and the command says which failed and why, in one line
+    lines = [l for l in err.getvalue().splitlines() if l.strip()]
+    assert len(lines) == 1 and '2 unit(s) failed, first broken / ' in lines[0] and 'failures.json' in lines[0]
     text = out.getvalue()
     assert 'FAILED broken / harmful-refusal (load)' in text and '2 unit(s) failed' in text
     fails = json.loads((tmp_path/'run'/'failures.json').read_text())

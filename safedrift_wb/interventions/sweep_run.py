@@ -22,7 +22,7 @@ from ..common.validate import check_output_path, read_plan_toml
 from ..common.versions import versions
 from ..schema import ancestry
 from ..cube import build_cube, save_cube
-from ..runs import ModelSpec, eval_model, load_run, parse_plan, stored_key, unit_dir
+from ..runs import ModelSpec, eval_model, run_lock, load_run, parse_plan, stored_key, unit_dir
 from ..finetune.corpora import corpus_path
 from ..finetune.plan import FinetunePlan, adapter_digest, parse_finetune, weights_digest
 from ..finetune.train import finetune, resolve_base
@@ -286,30 +286,31 @@ def sweep(
     benches = _benchmarks_for(plan, points, specs)
     models = _model_rows(points, specs, plan)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_parquet(models, run_dir/'models.parquet')
-    models.to_csv(run_dir/'models.csv.tmp', index=False); os.replace(run_dir/'models.csv.tmp', run_dir/'models.csv')
-    grid.reset_index().to_csv(out/'grid.csv', index=False)
-    reuse = spec.reuse if spec.reuse is not None else plan.output
-    copied = _copy_units(reuse, run_dir, [p.id for p in points if p.source == 'plan'])
-    recs = []
-    ulimit = spec.utility_limit or plan.limit
-    for p in points:
-        s = p.spec if p.spec is not None else specs[p.id]
-        util = [b for b in benches[p.id] if b.category == 'domain-utility']
-        parts = [(benches[p.id], plan.limit)] if ulimit == plan.limit else \
-                [([b for b in benches[p.id] if b.category != 'domain-utility'], plan.limit), (util, ulimit)]
-        for bs, lim in parts:
-            if not bs: continue
-            for r in eval_model(s, bs, run_dir, limit=lim, generation=plan.generation, judge_options=plan.judges,
-                                progress=progress, force=force):
-                recs.append(dict(r, kind=p.kind, derivative=p.derivative))
-    status = pd.DataFrame(recs)
-    atomic_write(run_dir/'manifest.json', json.dumps(dict(
-        plan=str(plan.path) if plan.path else None, plan_content=plan.raw, created=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
-        seconds=round(time.time() - t0, 2), versions=versions(), generation=plan.generation, judges=plan.judges,
-        benchmarks=[dict(id=b.id, version=b.version, hash=b.content_hash(), category=b.category, task=b.task) for b in plan.benchmarks],
-        models=[dataclasses.asdict(p.spec if p.spec is not None else specs[p.id]) for p in points], units=recs,
-        sweep=dict(dataclasses.asdict(spec), reuse=str(reuse) if reuse else None, copied_units=copied, notes=notes)), indent=1, default=str))
+    with run_lock(run_dir):   # one writer per run store, as `evaluate`
+        atomic_parquet(models, run_dir/'models.parquet')
+        models.to_csv(run_dir/'models.csv.tmp', index=False); os.replace(run_dir/'models.csv.tmp', run_dir/'models.csv')
+        grid.reset_index().to_csv(out/'grid.csv', index=False)
+        reuse = spec.reuse if spec.reuse is not None else plan.output
+        copied = _copy_units(reuse, run_dir, [p.id for p in points if p.source == 'plan'])
+        recs = []
+        ulimit = spec.utility_limit or plan.limit
+        for p in points:
+            s = p.spec if p.spec is not None else specs[p.id]
+            util = [b for b in benches[p.id] if b.category == 'domain-utility']
+            parts = [(benches[p.id], plan.limit)] if ulimit == plan.limit else \
+                    [([b for b in benches[p.id] if b.category != 'domain-utility'], plan.limit), (util, ulimit)]
+            for bs, lim in parts:
+                if not bs: continue
+                for r in eval_model(s, bs, run_dir, limit=lim, generation=plan.generation, judge_options=plan.judges,
+                                    progress=progress, force=force):
+                    recs.append(dict(r, kind=p.kind, derivative=p.derivative))
+        status = pd.DataFrame(recs)
+        atomic_write(run_dir/'manifest.json', json.dumps(dict(
+            plan=str(plan.path) if plan.path else None, plan_content=plan.raw, created=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+            seconds=round(time.time() - t0, 2), versions=versions(), generation=plan.generation, judges=plan.judges,
+            benchmarks=[dict(id=b.id, version=b.version, hash=b.content_hash(), category=b.category, task=b.task) for b in plan.benchmarks],
+            models=[dataclasses.asdict(p.spec if p.spec is not None else specs[p.id]) for p in points], units=recs,
+            sweep=dict(dataclasses.asdict(spec), reuse=str(reuse) if reuse else None, copied_units=copied, notes=notes)), indent=1, default=str))
     cube = None
     failed = status[status.status == 'failed'] if len(status) else status
     try: items, mt, prov = load_run(run_dir)

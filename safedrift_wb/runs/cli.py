@@ -5,6 +5,7 @@
 # %% ../../nbs/56_eval_cli.ipynb #d1f2429d
 from __future__ import annotations
 import json, time
+from pathlib import Path
 from ..common.args import command_parser, parse
 from ..common.errors import UsageError
 from .evaluation import evaluate
@@ -58,4 +59,8 @@ def cli_eval(argv:list[str]) -> int:
     print(format_status(status))
     nf = int((status.status == 'failed').sum()) if len(status) else 0
     print(f"run directory: {out} ({time.time() - t:.1f} s){'; ' + str(nf) + ' unit(s) failed' if nf else ''}")
-    return 1 if nf else 0
+    if nf:   # the other units are stored; the command still fails, with the first reason
+        r = status[status.status == 'failed'].iloc[0]
+        raise UsageError(f"{nf} unit(s) failed, first {r.model} / {r.benchmark} ({r.get('stage', '')}): {r.get('error', '')}; "
+                         f"details in {Path(out)/'failures.json'}")
+    return 0
