@@ -194,3 +194,12 @@ def test_predictiveness_explorer_redraws_on_its_axes_like_a_fresh_one(cube):
     px.controls['color_by'].value = 'method'                        # a new legend: drawn anew, with its margins
     assert {c.get_gid() for c in px.figure.axes[0].collections if (c.get_gid() or '').startswith('models:')} == \
         {f'models:{m}' for m in {str(cube.method.sel(model=d).values) for d in derivatives(cube)}}
+
+
+def test_explorers_show_mathtext_in_model_ids_as_typed(cube):
+    "A model id with unbalanced `$` would make matplotlib's mathtext fail; explorers show it as typed."
+    ids = ['a$\\frac{x$' if m == 'nova-law' else str(m) for m in cube.model.values]
+    odd = cube.assign_coords(model=np.array(ids, dtype=object))
+    for ex in (DriftExplorer(odd), ModelExplorer(odd)):
+        ex.redraw()
+        assert ex.n_draws >= 1 and len(ex.image.value) > 1000

@@ -119,7 +119,8 @@ class Explorer:
     def redraw(self):
         "Redraw the figure in place from the controls and refresh the image and the panels."
         t = time.perf_counter()
-        with self._holding(): how = self._draw() or 'full'
+        with self._holding(), rc_context({'text.parse_math': False}):   # ids such as 'a$x$' shown as typed, never as mathtext
+            how = self._draw() or 'full'
         if how != 'none': self.image.value = self._render(fast=how == 'marks', layer=how == 'layer')
         self.n_draws += 1
         self.draw_times.append(time.perf_counter() - t)
