@@ -277,3 +277,18 @@ def test_cli_explain_names_the_changed_component(world, tmp_path):
         rc, out, err = explain(bad)
         assert rc == 2 and out == '' and len(err.strip().splitlines()) == 1 and 'Traceback' not in err, (bad, err)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*')) == before   # --explain writes nothing
+
+
+def test_a_judge_model_named_by_path_is_keyed_by_its_content(world, tmp_path):
+    "A judge option that names a local model (file or folder) enters the key by content, not only by its path."
+    from safedrift_wb.runs.unit import unit_components, components_key
+    from safedrift_wb.benchmarks import get_benchmark
+    jm = tmp_path/'judge-model'; jm.mkdir(); (jm/'config.json').write_text('{"a": 1}'); (jm/'weights.bin').write_bytes(b'\x00' * 64)
+    bench = get_benchmark('harmful-refusal')
+    def key(): return components_key(unit_components({'source': 'm'}, bench, [], {}, {}, {'refusal': {'model': str(jm)}}))
+    k0 = key()
+    (jm/'weights.bin').write_bytes(b'\x01' * 64)     # same path, same size, new content
+    k1 = key()
+    assert k1 != k0
+    (jm/'weights.bin').write_bytes(b'\x00' * 64)
+    assert key() == k0

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 from ..common.errors import UsageError
-from ..common.io import atomic_parquet, atomic_write
+from ..common.io import atomic_parquet, atomic_write, file_sha256, files_sha256
 from ..common.versions import package_version
 from ..engine import load_model, pick_device, pick_dtype, resolve_source
 from ..engine.load import adapter_files_sha256, folder_digests, hub_commit
@@ -19,8 +19,8 @@ from .plan import DEFAULT_GENERATION, ModelSpec, Plan
 from .store import append_line, read_lines, resume_unit, stored_key, unit_dir
 
 # %% auto #0
-__all__ = ['KEY_FORMAT', 'CHUNK', 'model_identity', 'unit_components', 'components_key', 'flat_components', 'item_seeds',
-           'run_unit', 'make_judges', 'generate_together', 'eval_model', 'plan_units', 'explain_unit']
+__all__ = ['KEY_FORMAT', 'CHUNK', 'model_identity', 'option_files', 'unit_components', 'components_key', 'flat_components',
+           'item_seeds', 'run_unit', 'make_judges', 'generate_together', 'eval_model', 'plan_units', 'explain_unit']
 
 # %% ../../nbs/53_unit.ipynb #813c24fc
 def _adapter_identity(adapter:str) -> dict:
@@ -62,6 +62,15 @@ def _scorer_id(bench) -> str:
     s = bench.scorer
     return s if isinstance(s, str) else f"{getattr(s, '__module__', '?')}.{getattr(s, '__qualname__', bench.scorer_name)}"
 
+def option_files(options:dict) -> dict:
+    "`{'files': {option: digest}}` for judge options that name a local file or folder (a judge model), else `{}`."
+    out = {}
+    for k, v in options.items():
+        p = Path(v) if isinstance(v, (str, Path)) and str(v) else None
+        if p is None or not p.exists(): continue
+        out[k] = file_sha256(p) if p.is_file() else files_sha256(q for q in sorted(p.rglob('*')) if q.is_file() and not q.name.startswith('.'))
+    return {'files': out} if out else {}
+
 def unit_components(ident:dict, # `model_identity` of the model
                     bench, # the benchmark
                     items:list[dict], # the items evaluated (after any limit)
@@ -80,7 +89,8 @@ def unit_components(ident:dict, # `model_identity` of the model
                                metrics=dict(bench.metrics), judges=list(bench.judges), template=bench.template),
                 items=dict(n=len(items), sha256=_sha([[it, bench.prompt(it)] for it in items])),
                 generation={k: norm.get(k, generation.get(k)) for k in names},
-                judges={j: dict(id=getattr(judges[j], 'judge_id', j) if j in judges else None, options=dict(opts.get(j) or {}))
+                judges={j: dict(id=getattr(judges[j], 'judge_id', j) if j in judges else None, options=dict(opts.get(j) or {}),
+                                **option_files(opts.get(j) or {}))
                         for j in bench.judges},
                 scoring=dict(package='safedrift_wb', version=package_version()), format=KEY_FORMAT)
 
