@@ -10,7 +10,7 @@ from .common.args import ArgumentParser, command_parser, parse
 from .common.errors import SchemaError, UsageError
 from .common.io import read_table
 from .common.validate import arg_count, arg_prob, arg_seed, check_output_path, one_line, read_input_table
-from .cube import build_cube, cube_from_scores, format_summary, load_cube, read_cube, save_cube
+from .cube import build_cube, cube_from_scores, format_summary, read_cube, save_cube
 from .interop.scores import read_scores
 from .runs.store import load_run
 from .schema import ITEM_COLUMNS, ITEM_KEYS, read_models

@@ -5,7 +5,6 @@
 # %% ../nbs/03_cube.ipynb #16b01bf0
 from __future__ import annotations
 import datetime, json, zlib
-from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr

@@ -4,7 +4,7 @@
 
 # %% ../nbs/95_demo.ipynb #82dea9b9
 from __future__ import annotations
-import os, time
+import time
 from pathlib import Path
 import pandas as pd
 from .analysis import contradiction, heterogeneity

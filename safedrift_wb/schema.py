@@ -4,12 +4,10 @@
 
 # %% ../nbs/01_schema.ipynb #c74d5231
 from __future__ import annotations
-import os
-from pathlib import Path
 from typing import Mapping
 import numpy as np
 import pandas as pd
-from .common.errors import SchemaError, UsageError
+from .common.errors import SchemaError, UsageError  # UsageError, and the paths below, kept importable from here
 from .common.validate import read_input_table
 from .common.paths import project_data_dir, shared_data_dir
 

@@ -4,7 +4,6 @@
 
 # %% ../../nbs/26_xstest.ipynb #75f1dcc0
 from __future__ import annotations
-from ..common.errors import SchemaError
 from .registry import Benchmark
 from .records import as_text, hub_records, lazy_loader, require_columns
 

@@ -4,7 +4,6 @@
 
 # %% ../../nbs/41_lm.ipynb #98b296a2
 from __future__ import annotations
-import copy
 import gc
 import hashlib
 import inspect

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import pandas as pd
 from ..common.errors import PlanError
-from ..common.io import check_keys, files_sha256, read_toml
+from ..common.io import check_keys, files_sha256
 from ..common.validate import check_number, read_plan_toml
 from .corpora import read_corpus
 

@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 from ..common.args import command_parser, parse
 from ..common.errors import PlanError, SchemaError, UsageError
-from ..common.io import atomic_parquet, atomic_write, file_sha256, read_toml
+from ..common.io import atomic_parquet, atomic_write, file_sha256
 from ..common.validate import check_output_path, read_plan_toml
 from ..common.versions import versions
 from ..schema import ancestry

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from ..benchmarks import LOADERS, default_suite, get_benchmark, get_loader
 from ..common.errors import PlanError, SchemaError
-from ..common.io import check_keys, read_toml
+from ..common.io import check_keys
 from ..common.validate import check_model_id, check_number, read_plan_toml
 from ..schema import validate_models
 

@@ -8,7 +8,7 @@ import hashlib, json, os
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from ..common.io import atomic_write, atomic_parquet
+from ..common.io import atomic_write
 from ..common.validate import model_dir_name, model_id_from_dir
 
 
