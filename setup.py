@@ -16,12 +16,14 @@ licenses = {
 }
 statuses = [ '1 - Planning', '2 - Pre-Alpha', '3 - Alpha',
     '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive' ]
-py_versions = '3.10 3.11 3.12 3.13'.split()
+py_versions = '3.11 3.12 3.13'.split()
 
 def reqs(key): return shlex.split(cfg.get(key, '').strip())
 requirements = reqs('requirements')
-extras = {'dev': reqs('dev_requirements'), 'smollm': reqs('smollm_requirements'),
-          'dist': reqs('dist_requirements')}
+# every `NAME_requirements` key of settings.ini is an extra: eval (models: torch, transformers...), lab (JupyterLab,
+# widgets), dist (dask), dev (tests, docs); `all` is their union and `smollm` the old name of `eval`
+extras = {k[:-len('_requirements')]: reqs(k) for k in cfg if k.endswith('_requirements') and k != 'requirements'}
+extras['smollm'] = extras['eval']
 extras['all'] = sorted({r for v in extras.values() for r in v})
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
@@ -35,8 +37,13 @@ setuptools.setup(
         'Natural Language :: ' + cfg['language'].title(),
     ] + ['Programming Language :: Python :: '+o for o in py_versions[py_versions.index(min_python):]],
     url = cfg['git_url'],
-    packages = setuptools.find_packages(include=['safedrift_wb', 'safedrift_wb.*']),
-    include_package_data = True,
+    # the repository's data/ (embedded suite, example tables, plans, corpora, adapters, result cubes) ships inside the
+    # wheel as safedrift_wb/data/; `safedrift_wb.common.paths.project_data_dir` finds it in a checkout and when installed
+    packages = setuptools.find_packages(include=['safedrift_wb', 'safedrift_wb.*']) + ['safedrift_wb.data'],
+    package_dir = {'safedrift_wb.data': 'data'},
+    package_data = {'safedrift_wb': ['**/*.toml', '**/*.json', '**/*.jsonl', '**/*.csv'], 'safedrift_wb.data': ['**/*']},
+    exclude_package_data = {'safedrift_wb.data': ['**/__pycache__/*', '**/*.pyc']},
+    include_package_data = False,   # package_data above names every file; MANIFEST.in shapes the sdist only
     install_requires = requirements,
     extras_require = extras,
     python_requires  = '>=' + cfg['min_python'],

@@ -8,8 +8,8 @@ machine, so nothing here fails; compare the numbers with the target.
 import argparse, time, warnings
 import numpy as np
 import xarray as xr
-from safedrift_wb.analysis import (synthetic_cube, contradiction, disagreement, heterogeneity, predictiveness,
-                                   drift_drivers)
+from safedrift_wb.analysis import (synthetic_cube, contradiction, contradiction_share, disagreement, heterogeneity,
+                                   predictiveness, drift_drivers)
 
 def best_of(f, repeat):
     ts = []
@@ -41,6 +41,7 @@ def main(argv=None):
 
 def run_all(cube, repeat):
     runs = {'contradiction': lambda: contradiction(cube),
+            'contradiction_share': lambda: contradiction_share(cube),
             'disagreement (detail=True)': lambda: disagreement(cube, detail=True),
             'heterogeneity': lambda: heterogeneity(cube),
             "heterogeneity(by='domain')": lambda: heterogeneity(cube, by='domain'),

@@ -4,14 +4,17 @@
 
 # %% ../nbs/90_cli.ipynb #fb4f7e64
 from __future__ import annotations
-import importlib, sys, time
+import importlib, sys, time, warnings
 from pathlib import Path
 from .common.args import ArgumentParser, command_parser, parse
-from .common.errors import SchemaError, UsageError
+from . import __version__
+from .common.errors import SchemaError, UnpairedItemsWarning, UsageError
+from .common.lazy import missing_extra
 from .common.io import read_table
 from .common.validate import arg_count, arg_prob, arg_seed, check_output_path, one_line, read_input_table
 from .cube import build_cube, cube_from_scores, format_summary, read_cube, save_cube
 from .interop.scores import read_scores
+from .interop.metric_specs import add_metric_option, declared_cube, imported_metrics
 from .runs.store import load_run
 from .schema import ITEM_COLUMNS, ITEM_KEYS, read_models
 
@@ -22,6 +25,9 @@ __all__ = ['COMMANDS', 'available_commands', 'main', 'cli_cube', 'cli_summary']
 COMMANDS = {  # name -> (module, function, one-line help)
     'demo': ('safedrift_wb.demo', 'cli_demo', 'the main job on the embedded default, offline: cube, report, summary'),
     'eval': ('safedrift_wb.runs', 'cli_eval', 'evaluate the models x benchmarks of a plan (resumable)'),
+    'status': ('safedrift_wb.runs', 'cli_status', "show a run's units done, running, failed, per shard"),
+    'slurm': ('safedrift_wb.runs', 'cli_slurm', 'write (and submit) a Slurm job array: one shard of a plan per task'),
+    'plan-cost': ('safedrift_wb.runs', 'cli_plan_cost', "estimate a plan's tokens, GPU-hours and wall time on a device"),
     'cube': ('safedrift_wb.cli', 'cli_cube', 'build a drift cube from a run directory or an item-results table'),
     'summary': ('safedrift_wb.cli', 'cli_summary', "print a cube's significant drifts per derivative"),
     'benchmarks': ('safedrift_wb.benchmarks', 'cli_benchmarks', 'list the benchmarks or show their items'),
@@ -40,10 +46,19 @@ def available_commands() -> dict:
         except ImportError: pass
     return out
 
+def _missing(name):
+    "Why command `name` of `COMMANDS` cannot load (the extra to install), or None."
+    if name not in COMMANDS: return None
+    mod, fn, _ = COMMANDS[name]
+    try: getattr(importlib.import_module(mod), fn)   # a lazy name imports its module here
+    except ModuleNotFoundError as e: return missing_extra(e)
+    except AttributeError: pass
+    return None
+
 def _usage(cmds):
     "The help text listing `cmds`."
     w = max(map(len, cmds)) if cmds else 4
-    lines = ['usage: safedrift COMMAND [options]   (safedrift COMMAND -h for its options)', '', 'commands:']
+    lines = ['usage: safedrift COMMAND [options]   (safedrift COMMAND -h for its options; safedrift --version)', '', 'commands:']
     lines += [f'  {n:<{w}}  {h}' for n, (_, _, h) in cmds.items()]
     return '\n'.join(lines)
 
@@ -55,11 +70,18 @@ def main(argv:list[str]|None=None) -> int:
     cmds = available_commands()
     if not argv or argv[0] in ('-h', '--help'):
         print(_usage(cmds)); return 0 if argv else 2
+    if argv[0] in ('-V', '--version'):
+        print(f'safedrift {__version__}'); return 0
     name, rest = argv[0], argv[1:]
     if name not in cmds:
-        print(f"safedrift: unknown command {name!r}; choose from {', '.join(cmds)}", file=sys.stderr); return 2
+        why = _missing(name)   # a command whose module needs an extra that is not installed
+        print(f"safedrift {name}: {why}" if why else f"safedrift: unknown command {name!r}; choose from {', '.join(cmds)}",
+              file=sys.stderr); return 2
     mod, fn, _ = cmds[name]
     try: return int(getattr(importlib.import_module(mod), fn)(rest) or 0)
+    except ModuleNotFoundError as e:   # a package of an extra, imported when the command needs it
+        if debug or missing_extra(e) is None: raise
+        print(f"safedrift {name}: {missing_extra(e)}", file=sys.stderr); return 2
     except (UsageError, SchemaError, OSError, UnicodeError) as e:   # OSError: missing files, permissions, a full disk
         if debug: raise
         print(f"safedrift {name}: error: {one_line(e)}", file=sys.stderr); return 2
@@ -82,8 +104,18 @@ def _load_items_and_models(source, models_path):
     if not mp.exists(): raise UsageError(f"no model table: pass --models MODELS.csv (looked for {mp})")
     return items, read_models(mp), {'items': str(src), 'models': str(mp)}
 
+def _one_line_warnings(fn, *args, **kwargs):
+    "Call `fn`; each `UnpairedItemsWarning` it raises is printed as one line on stderr (other warnings pass on as usual)."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        out = fn(*args, **kwargs)
+    for w in caught:
+        if issubclass(w.category, UnpairedItemsWarning): print(f"safedrift cube: warning: {one_line(w.message)}", file=sys.stderr)
+        else: warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
+
 def cli_cube(argv:list[str]) -> int:
-    "safedrift cube RUN_DIR|ITEMS.parquet [--models MODELS.csv] -o CUBE.nc"
+    "safedrift cube RUN_DIR|ITEMS.parquet [--models MODELS.csv] [--metric NAME:higher|lower[:category]]... -o CUBE.nc"
     p = command_parser('cube', 'Build a drift cube (netCDF) from a run directory or an item-results table.')
     p.add_argument('source', help='run directory of `safedrift eval`, or item results (.parquet/.csv)')
     p.add_argument('--models', help='model table (.csv/.parquet); default: models.csv beside the items')
@@ -92,6 +124,8 @@ def cli_cube(argv:list[str]) -> int:
     p.add_argument('--percent', action='store_true', help='with --scores: the values are percentages (0-100)')
     p.add_argument('--n-boot', type=arg_count, default=2000); p.add_argument('--seed', type=arg_seed, default=0)
     p.add_argument('--ci-prob', type=arg_prob, default=0.95)
+    p.add_argument('--judge', help='where several judges scored the same items: the judge whose scores to use')
+    add_metric_option(p)   # --metric NAME:higher|lower[:category], repeatable
     a = parse(p, argv)
     if a is None: return 0
     if a.percent and not a.scores: raise UsageError('--percent applies to --scores tables only')
@@ -99,11 +133,11 @@ def cli_cube(argv:list[str]) -> int:
     out = check_output_path(a.out, 'cube')
     if a.scores:
         if not a.models: raise UsageError('--scores needs --models MODELS.csv')
-        cube = cube_from_scores(read_scores(a.source), read_models(a.models), ci_prob=a.ci_prob,
+        cube = declared_cube(read_scores(a.source), read_models(a.models), metrics=a.metric, scores=True, ci_prob=a.ci_prob,
                                 scale='percent' if a.percent else 'unit', provenance={'scores': str(a.source), 'models': str(a.models)})
     else:
         items, models, prov = _load_items_and_models(a.source, a.models)
-        cube = build_cube(items, models, n_boot=a.n_boot, seed=a.seed, ci_prob=a.ci_prob, provenance=prov)
+        cube = _one_line_warnings(declared_cube, items, models, metrics=a.metric, imported=imported_metrics(items, a.source), n_boot=a.n_boot, seed=a.seed, ci_prob=a.ci_prob, provenance=prov, judge=a.judge)
     save_cube(cube, out)
     print(f"wrote {out}: {cube.sizes['model']} models x {cube.sizes['benchmark']} benchmarks x {cube.sizes['metric']} metrics "
           f"in {time.time() - t:.1f} s")

@@ -13,9 +13,9 @@ from .common.paths import project_data_dir, shared_data_dir
 
 
 # %% auto #0
-__all__ = ['METRICS', 'UTILITY_METRICS', 'ITEM_KEYS', 'ITEM_COLUMNS', 'MODEL_COLUMNS', 'register_metric', 'metric_directions',
-           'item_key_codes', 'codes_for', 'validate_items', 'ancestry', 'validate_models', 'lineage', 'read_models',
-           'check_pairing']
+__all__ = ['METRICS', 'UTILITY_METRICS', 'METRIC_COMPLEMENTS', 'ITEM_KEYS', 'ITEM_COLUMNS', 'ITEM_OPTIONAL', 'MODEL_COLUMNS',
+           'register_metric', 'metric_complements', 'metric_directions', 'item_key_codes', 'codes_for',
+           'validate_items', 'ancestry', 'validate_models', 'lineage', 'read_models', 'check_pairing']
 
 # %% ../nbs/01_schema.ipynb #309558de
 METRICS: dict[str, bool] = {
@@ -30,13 +30,28 @@ METRICS: dict[str, bool] = {
     'domain_accuracy': True,     # utility, not safety: kept beside safety metrics to measure a fine-tune's gain
 }
 UTILITY_METRICS = {'domain_accuracy'}
+METRIC_COMPLEMENTS: dict[str, str] = {'asr': 'refusal_rate'}   # metric -> the metric it is 1 minus on the same items
 
 def register_metric(name:str, # metric name as it appears in item results
                     higher_is_safer:bool, # True when a larger value means a safer model
+                    *, complement_of:str|None=None, # a metric this one is exactly 1 minus on the same items (one hypothesis)
                    ):
-    "Declare the direction of a metric so drift can be oriented towards safety."
+    "Declare the direction of a metric (and the metric it complements, if any) so drift can be oriented towards safety."
     if not isinstance(higher_is_safer, (bool, np.bool_)): raise SchemaError(f"metric {name!r}: higher_is_safer must be True or False, got {higher_is_safer!r}")
-    METRICS[str(name)] = bool(higher_is_safer)
+    name = str(name)
+    if complement_of is not None:
+        c = str(complement_of)
+        if c == name: raise SchemaError(f"metric {name!r} cannot be the complement of itself")
+        if c in METRICS and METRICS[c] == bool(higher_is_safer):
+            raise SchemaError(f"metric {name!r}: complement_of={c!r} has the same direction (higher_is_safer={METRICS[c]}), but 1 - x reverses it")
+        METRIC_COMPLEMENTS[name] = c
+    METRICS[name] = bool(higher_is_safer)
+
+def metric_complements(names, # metric names present together (e.g. a cube's metrics)
+                      ) -> dict[str, str]:
+    "Map each metric to the metric it is declared 1 minus of, when that metric is among `names` ('' otherwise)."
+    present = set(names)
+    return {n: METRIC_COMPLEMENTS.get(n, '') if METRIC_COMPLEMENTS.get(n, '') in present else '' for n in names}
 
 def metric_directions(names, # metric names that need a direction
                       metrics:dict|None=None, # user-given directions, taking precedence over the registry
@@ -56,6 +71,7 @@ def metric_directions(names, # metric names that need a direction
 # %% ../nbs/01_schema.ipynb #041b10ed
 ITEM_KEYS = ['model', 'benchmark', 'item', 'metric']
 ITEM_COLUMNS = ITEM_KEYS + ['value']
+ITEM_OPTIONAL = ['cluster', 'sample', 'judge']   # items sharing a template; repeated samples of an item; the judge that scored it
 
 def item_key_codes(df:pd.DataFrame, # a table with the given key columns
                    cols=ITEM_KEYS, # key columns
@@ -99,14 +115,38 @@ def validate_items(items:pd.DataFrame, # item results: model, benchmark, item, m
         r = df.loc[bad[0]]
         raise SchemaError(f"{where}: {len(bad)} non-finite value(s), first at row {bad[0]} "
                           f"(model={r.model!r}, benchmark={r.benchmark!r}, item={r['item']!r}, metric={r.metric!r})")
-    key = item_key_codes(df)
+    _optional_columns(df, where)
+    keys = ITEM_KEYS + [c for c in ('sample', 'judge') if c in df.columns]
+    key = item_key_codes(df, keys)
     sk = np.sort(key)
     if len(sk) and (sk[1:] == sk[:-1]).any():
         dup = pd.Series(key).duplicated(keep=False).to_numpy()
         r = df[dup].iloc[0]
-        raise SchemaError(f"{where}: {int(dup.sum())} rows share a (model, benchmark, item, metric) key, e.g. "
-                          f"({r.model!r}, {r.benchmark!r}, {r['item']!r}, {r.metric!r}) at rows {_rows(df.index[dup])}")
+        raise SchemaError(f"{where}: {int(dup.sum())} rows share a ({', '.join(keys)}) key, e.g. "
+                          f"({', '.join(repr(r[c]) for c in keys)}) at rows {_rows(df.index[dup])}")
     return df
+
+def _optional_columns(df, where):
+    "Normalise `cluster` and `judge` (text; '' for none) and `sample` (integers >= 0); one cluster per item."
+    for c in ['cluster', 'judge']:
+        if c in df.columns:
+            text = df[c].astype(str)
+            df[c] = text.where(~(df[c].isna().to_numpy() | (text.str.strip() == '').to_numpy()), '')
+    if 'sample' in df.columns:
+        s = pd.to_numeric(df['sample'], errors='coerce').to_numpy(float)
+        bad = df.index[~(np.isfinite(s) & (s >= 0) & (s == np.round(s)))]
+        if len(bad): raise SchemaError(f"{where}: column 'sample' needs whole numbers >= 0; row {bad[0]} has {str(df.at[bad[0], 'sample'])!r}")
+        df['sample'] = s.astype(np.int64)
+    if 'cluster' in df.columns:
+        item = item_key_codes(df, ['benchmark', 'item'])
+        cl = pd.factorize(df['cluster'])[0]
+        pairs = np.unique(item*(cl.max() + 1) + cl)//(cl.max() + 1)    # the items of each distinct (item, cluster)
+        split = np.isin(item, pairs[1:][pairs[1:] == pairs[:-1]])
+        if split.any():
+            r = df[split].iloc[0]
+            raise SchemaError(f"{where}: item {r['item']!r} of benchmark {r.benchmark!r} is in several clusters "
+                              f"({', '.join(map(repr, sorted(set(df.loc[split & (df['item'] == r['item']).to_numpy(), 'cluster']))))}), "
+                              f"e.g. row(s) {_rows(df.index[split])}; an item belongs to one cluster")
 
 # %% ../nbs/01_schema.ipynb #d7957d6b
 def ancestry(parents:Mapping[str, str], # model id -> its base ('' for a root)

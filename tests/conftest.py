@@ -93,3 +93,31 @@ def tiny_family(base, lora) -> list[dict]:
     return [dict(id='tiny', path=base, family='tiny'),
             dict(id='tiny-lora', path=base, adapter=lora, base='tiny', family='tiny', domain='medical', method='lora')]
 
+
+# ---- runs on several processes or machines (tests/test_shard.py, test_slurm.py, test_dask.py) ----
+def assert_same_run(a_dir, b_dir):
+    "Two run directories hold the same units: item values and generated texts identical, unit for unit."
+    import pandas as pd
+    from safedrift_wb.runs import load_run, load_transcripts
+    key = ['model', 'benchmark', 'item', 'metric']
+    a, b = load_run(a_dir)[0], load_run(b_dir)[0]
+    pd.testing.assert_frame_equal(a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True))
+    ta, tb = (load_transcripts(d).sort_values(['model', 'benchmark', 'item']).reset_index(drop=True) for d in (a_dir, b_dir))
+    # log-likelihoods are float32 sums whose last bits depend on the process's thread count (a Slurm task or a Dask
+    # worker may run with more threads than the local run): they must agree to 1e-5; every text and value exactly
+    ll = [c for c in ('loglikelihoods',) if c in ta.columns]
+    pd.testing.assert_frame_equal(ta.drop(columns=ll), tb.drop(columns=ll))
+    num = lambda v: np.asarray(json.loads(v) if isinstance(v, str) else v, float)   # stored as JSON lists
+    for c in ll:
+        for x, y in zip(ta[c], tb[c]):
+            assert (x is None) == (y is None), (x, y)
+            assert x is None or np.allclose(num(x), num(y), rtol=1e-5, atol=1e-5, equal_nan=True), (x, y)
+
+
+def assert_same_cubes(a_path, b_path):
+    "Two cube files hold the same numbers (coordinates and every data variable; provenance attributes aside)."
+    from safedrift_wb.cube import load_cube
+    a, b = load_cube(a_path), load_cube(b_path)
+    assert set(a.data_vars) == set(b.data_vars) and dict(a.sizes) == dict(b.sizes)
+    for c in a.coords: np.testing.assert_array_equal(a[c].values, b[c].values, err_msg=c)
+    for v in a.data_vars: np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)

@@ -367,8 +367,8 @@ def _lm(kw, inp, out):
 LM = {'line-not-json': dict(samples='{"doc_id": 0, "acc": 1}\n{oops\n'), 'line-list': dict(samples='[1, 2]\n'),
       'line-number': dict(samples='3\n'), 'no-doc-id': dict(samples='{"acc": 1}\n'), 'not-utf8': dict(samples=b'{"doc_id": 0, "acc": 1, "x": "\xff"}\n'),
       'results-not-json': dict(results='{oops'), 'results-list': dict(results='[1]'), 'results-not-utf8': dict(results=b'{"model_name": "\xff"}'),
-      'results-config-list': dict(results='{"model_name": "", "config": [1]}'), 'model-traversal': dict(model='../../x'),
-      'model-abs': dict(model='/etc/x'), 'model-control': dict(model='a\u0007b'), 'no-numeric': dict(samples='{"doc_id": 0, "acc": "yes"}\n'),
+      'results-config-list': dict(results='{"model_name": "", "config": [1]}'), 'model-traversal': dict(model='..'),
+      'model-abs': dict(model='/'), 'model-control': dict(model='a\u0007b'), 'no-numeric': dict(samples='{"doc_id": 0, "acc": "yes"}\n'),
       'higher-list': dict(results='{"model_name": "m", "higher_is_better": [1]}')}
 cases('lm-eval', LM, _lm)
 case('lm-eval-gz-corrupt')(lambda inp, out: (lambda d: ((d/'samples_arc_easy_2024-05-21T14-00-00.123456.jsonl').unlink(),

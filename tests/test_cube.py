@@ -3,9 +3,11 @@ import numpy as np, pandas as pd, pytest, xarray as xr
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from safedrift_wb.cube import (build_cube, cube_from_scores, save_cube, load_cube, bh_qvalues, sign_flip_pvalue,
+from safedrift_wb.cube import (build_cube, cube_from_scores, save_cube, load_cube, bh_qvalues, _bench_rng,
                                bootstrap_weights, bootstrap_mean_ci, summarize)
+from safedrift_wb.stats import sign_flip_test, paired_binary_test
 from safedrift_wb.schema import SchemaError
+from safedrift_wb.common.errors import UnpairedItemsWarning
 
 
 def family(n_der, n_items, benches, gen, seed=0, metric='refusal_rate'):
@@ -63,7 +65,7 @@ def test_pvalues_calibrated_under_null_binary():
     items, models = family(100, 80, ['b1', 'b2', 'b3', 'b4'], gen, seed=4)
     cube = build_cube(items, models, n_boot=200)
     p = cube.p_value.values[np.isfinite(cube.p_value.values)]
-    assert np.mean(p < 0.05) <= 0.07                      # exact McNemar is conservative, never liberal
+    assert np.mean(p < 0.05) <= 0.07                      # McNemar's z (Tango's score test at 0): not liberal
     assert np.mean(p < 0.5) > 0.3                          # and not degenerate
 
 
@@ -109,14 +111,20 @@ def test_vectorised_equals_naive_pairing():
                 rows.append(pd.DataFrame(dict(model=m, benchmark=bench, item=ids, metric=met, value=rng.random(len(ids)).round(1))))
     items = pd.concat(rows, ignore_index=True)
     models = pd.DataFrame(dict(model=['r', 'a', 'b'], base=['', 'r', 'a'], family='f', domain='g', method=['base', 'lora', 'lora']))
-    cube = build_cube(items, models, n_boot=300)
+    with pytest.warns(UnpairedItemsWarning, match='b/x/refusal_rate: 0 of 25 derivative items and 5 of 30 base items unpaired'):
+        cube = build_cube(items, models, n_boot=300)
     wide = items.pivot_table(index=['benchmark', 'metric', 'item'], columns='model', values='value')
     for m, b in [('a', 'r'), ('b', 'a')]:
         for (bench, met), g in wide.groupby(level=[0, 1]):
             d = (g[m] - g[b]).dropna()
             assert cube.n_shared.sel(model=m, benchmark=bench, metric=met) == len(d)
             np.testing.assert_allclose(cube.drift.sel(model=m, benchmark=bench, metric=met), d.mean(), rtol=1e-12)
-            np.testing.assert_allclose(cube.p_value.sel(model=m, benchmark=bench, metric=met), sign_flip_pvalue(d.to_numpy()[:, None])[0])
+            # the cell's test and interval: the sign-flip test of its own column, with the benchmark's sign vectors
+            full = (g[m] - g[b]).to_numpy()[:, None]          # the benchmark's items in the cube's order, NaN = unpaired
+            p, lo, hi = sign_flip_test(full, n_resamples=300, rng=_bench_rng(0, bench))
+            cell = cube.sel(model=m, benchmark=bench, metric=met)
+            np.testing.assert_allclose([cell.p_value, *cell.drift_ci.values], [p[0], max(lo[0], -1), min(hi[0], 1)], rtol=1e-12)
+            assert (cell.p_value < 0.05) == (not lo[0] <= 0 <= hi[0])
             sd = cube.safety_drift.sel(model=m, benchmark=bench, metric=met)
             assert np.sign(sd) == (np.sign(d.mean()) if met == 'refusal_rate' else -np.sign(d.mean()))
     np.testing.assert_allclose(cube.score.sel(model='b', benchmark='x', metric='toxicity'),
@@ -144,7 +152,13 @@ def test_zero_variance_cell_gets_p_one():
     cube = build_cube(items, models, n_boot=200)
     c = cube.sel(model='d', benchmark='b', metric='refusal_rate')
     assert c.p_value == 1.0 and c.q_value == 1.0 and c.drift == 0
-    np.testing.assert_array_equal(c.drift_ci.values, [0.0, 0.0])
+    # by design since the intervals invert the test: no discordant pair is not certainty; Tango's interval is
+    # symmetric about 0 with positive width (it was [0, 0] with the percentile bootstrap)
+    lo, hi = c.drift_ci.values
+    _, tlo, thi = paired_binary_test(0, 0, 20)
+    np.testing.assert_allclose([lo, hi], [tlo, thi], rtol=1e-12)
+    assert lo < 0 < hi and abs(lo + hi) < 1e-9 and 0.1 < hi < 0.25
+    assert 0 < c.mde < 1
 
 
 @pytest.mark.parametrize('mutate, message', [

@@ -203,3 +203,80 @@ def test_explorers_show_mathtext_in_model_ids_as_typed(cube):
     for ex in (DriftExplorer(odd), ModelExplorer(odd)):
         ex.redraw()
         assert ex.n_draws >= 1 and len(ex.image.value) > 1000
+
+
+def test_images_are_rendered_at_twice_their_css_size(cube):
+    for ex in (DriftExplorer(cube), ModelExplorer(cube), PredictivenessExplorer(cube), ContradictionExplorer(cube)):
+        w, h = ex.css_size()
+        img = Image.open(io.BytesIO(bytes(ex.image.value)))
+        assert abs(img.size[0] - 2*w) <= 2 and abs(img.size[1] - 2*h) <= 2
+        assert ex.image.width == str(w) and w == round(ex.figure.get_size_inches()[0]*72)
+    one = DriftExplorer(cube, pixel_ratio=1)
+    assert Image.open(io.BytesIO(bytes(one.image.value))).size[0] == one.css_size()[0]
+    with pytest.raises(SchemaError, match='pixel_ratio'):
+        DriftExplorer(cube, pixel_ratio=0.5)
+
+
+def test_colour_scale_is_fixed_per_cube(cube):
+    ex = DriftExplorer(cube)
+    lim = float(np.nanmax(np.abs(cube.safety_drift.sel(model=derivatives(cube)).values)))
+    im = ex._heatmap.im
+    assert (im.norm.vmin, im.norm.vmax) == pytest.approx((-lim, lim))
+    for name, value in [('metric', 'over_refusal'), ('domain', 'legal'), ('category', ALL), ('alpha', 0.2)]:
+        ex.controls[name].value = value
+        assert (im.norm.vmin, im.norm.vmax) == pytest.approx((-lim, lim))      # filtering does not rescale
+    assert f'±{lim:.3g}' in ex._heatmap.cbar.ax.get_ylabel()
+
+
+def _centre_of(ex, model, cell):
+    "CSS pixel position of a heatmap cell's centre in the shown image (as a browser reports a click on it)."
+    r, c = ex.rows.index(model), ex.cells.index(cell)
+    x, y = ex._heatmap.ax.transData.transform((c, r))
+    W, H = ex.figure.canvas.get_width_height(physical=True)
+    w, h = ex.css_size()
+    return x*w/W, (H - y)*h/H
+
+
+def test_clicking_a_heatmap_cell_opens_it_in_the_model_explorer(cube, transcripts):
+    ex = DriftExplorer(cube, transcripts=transcripts)
+    ex.controls['metric'].value = 'refusal_rate'
+    model, cell = 'acme-med-lora', ('harmful-refusal', 'refusal_rate')
+    x, y = _centre_of(ex, model, cell)
+    w, h = ex.css_size()
+    ex.click_image({'type': 'click', 'relativeX': x, 'relativeY': y, 'boundingRectWidth': w, 'boundingRectHeight': h})
+    mx = ex.model_explorer
+    assert mx.controls['model'].value == model and mx.controls['benchmark'].value == 'harmful-refusal'
+    assert ex.selected == (model, 'harmful-refusal/refusal_rate') and ex._heatmap.highlight.get_visible()
+    want = flipped_items(transcripts, model, cube=cube, benchmark='harmful-refusal')
+    pd.testing.assert_frame_equal(mx.flips.reset_index(drop=True), want.reset_index(drop=True))
+    assert len(mx.flips) > 0 and list(ex.detail.children) == [mx.widget]
+    # the same click on an image shown half as wide (a narrow notebook) hits the same cell
+    other = ('jailbreak', 'refusal_rate') if ('jailbreak', 'refusal_rate') in ex.cells else ex.cells[-1]
+    x, y = _centre_of(ex, 'nova-fin', other)
+    ex.click_image({'relativeX': x/2, 'relativeY': y/2, 'boundingRectWidth': w/2, 'boundingRectHeight': h/2})
+    assert ex.model_explorer is mx and mx.controls['model'].value == 'nova-fin'
+    n = mx.n_draws
+    ex.click_image({'relativeX': 1, 'relativeY': 1, 'boundingRectWidth': w, 'boundingRectHeight': h})   # a margin: nothing
+    assert mx.n_draws == n and mx.controls['model'].value == 'nova-fin'
+    x, y = _centre_of(ex, model, cell)                    # ipyevents also sends the image's own pixel (dataX/Y)
+    ex.click_image({'relativeX': 0, 'relativeY': 0, 'dataX': 2*x, 'dataY': 2*y})
+    assert mx.controls['model'].value == model and ex.selected == (model, 'harmful-refusal/refusal_rate')
+
+
+def test_static_html_shows_each_explorers_main_states(cube):
+    import base64, re
+    for ex, name in [(DriftExplorer(cube), 'metric'), (ModelExplorer(cube), 'model'), (PredictivenessExplorer(cube), 'cell'),
+                     (ContradictionExplorer(cube), 'cell_y')]:
+        before = {k: w.value for k, w in ex.controls.items()}
+        bundle = ex._repr_mimebundle_()
+        assert 'application/vnd.jupyter.widget-view+json' in bundle
+        html = bundle['text/html']
+        imgs = re.findall(r'src="data:image/png;base64,([^"]*)"', html)
+        widths = [int(w) for w in re.findall(r'<img [^>]*width="(\d+)"', html)]
+        opts = list(ex.controls[name].options)[:3]
+        assert len(imgs) == len(opts) >= 1 and len(set(imgs)) == len(imgs)     # one distinct image per state
+        for png, w in zip(imgs, widths): assert abs(Image.open(io.BytesIO(base64.b64decode(png))).size[0] - 2*w) <= 2   # HiDPI
+        for o in opts: assert f'= {o}' in html.replace('&#39;', "'")
+        assert {k: w.value for k, w in ex.controls.items()} == before          # the live explorer is left as it was
+        assert '<script' not in html
+    assert 'text/html' not in DriftExplorer(cube)._repr_mimebundle_(exclude={'text/html'})

@@ -15,6 +15,8 @@ from safedrift_wb.schema import SchemaError, validate_models
 from safedrift_wb.cube import build_cube, cube_from_scores
 from safedrift_wb.importers import (read_lm_eval, lm_eval_model_id, infer_models, read_inspect, inspect_value,
                                     read_scores, cli_import)
+from safedrift_wb.interop import (model_id_from_name, inspect_model_id, read_lm_eval_transcripts, read_inspect_transcripts,
+                                  declared_cube)
 
 
 # --- lm-evaluation-harness fixtures, written as lm-eval 0.4.x writes them -------------------------------------
@@ -325,7 +327,7 @@ def test_real_lm_eval_logs_match_their_own_aggregates(tmp_path):
                         '--batch_size', '2', '--output_path', str(tmp_path/'out'), '--log_samples'],
                        check=True, capture_output=True, env=env, timeout=600)
     items = read_lm_eval(tmp_path/'out')
-    assert set(items.model) == {str(tmp_path/'tiny'), str(tmp_path/'tiny-medical-full')}
+    assert set(items.model) == {'tiny', 'tiny-medical-full'}   # local paths become folder names
     for res_file in (tmp_path/'out').rglob('results_*.json'):
         res = json.loads(res_file.read_text())
         model = lm_eval_model_id(res)
@@ -336,4 +338,242 @@ def test_real_lm_eval_logs_match_their_own_aggregates(tmp_path):
                 name = metric if filt == 'none' else key
                 got = items[(items.model == model) & (items.benchmark == task) & (items.metric == name)]
                 assert len(got) == len(qs) and got.value.mean() == pytest.approx(value), (model, task, key)
-    assert infer_models(items).loc[str(tmp_path/'tiny-medical-full'), 'base'] == str(tmp_path/'tiny')
+    assert infer_models(items).loc['tiny-medical-full', 'base'] == 'tiny'
+
+
+# --- model ids from logged names -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('name, want', [
+    ('EleutherAI/pythia-70m', 'EleutherAI/pythia-70m'), ('gpt2', 'gpt2'), ('/home/me/ckpt/tiny-base', 'tiny-base'),
+    ('/home/me/ckpt/tiny-base/', 'tiny-base'), ('./runs/med-lora', 'med-lora'), ('~/models/m1', 'm1'),
+    ('/scratch/run7/checkpoint-500', 'run7/checkpoint-500'), ('out/run7/final', 'run7/final'),
+    ('C:\\Users\\me\\llama-med', 'llama-med')])
+def test_model_id_from_name(name, want):
+    assert model_id_from_name(name) == want
+
+
+def test_model_ids_of_lm_eval_and_inspect_logs_are_names():
+    assert lm_eval_model_id({'model_name': '/tmp/abc/ckpt/tiny-base'}) == 'tiny-base'
+    assert lm_eval_model_id({'config': {'model_args': 'pretrained=/x/base,peft=/x/adapters/med-lora'}}) == 'med-lora'
+    assert inspect_model_id({'model': 'hf//scratch/ckpt/med'}) == 'hf/med'
+    assert inspect_model_id({'model': 'hf/local', 'model_args': {'model_path': '/a/b/run3/checkpoint-9'}}) == 'hf/run3/checkpoint-9'
+    assert inspect_model_id({'model': 'openrouter/meta-llama/llama-3-8b'}) == 'openrouter/meta-llama/llama-3-8b'
+    with pytest.raises(SchemaError, match='without a folder name'): model_id_from_name('/')
+    with pytest.raises(SchemaError, match='control character'): model_id_from_name('/data/x\x07y')
+
+
+# --- real logs written here by lm-evaluation-harness 0.4.13 and Inspect AI (tests/data/interop/make_logs.py) -----
+
+DATA = Path(__file__).parent/'data'/'interop'
+LM_DIR, INSPECT_DIR = DATA/'lm-eval', DATA/'inspect'
+
+
+def _make_logs_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('make_interop_logs', DATA/'make_logs.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def test_real_lm_eval_log_items_match_lm_evals_own_scores():
+    "Item means equal the aggregate lm-eval wrote for every model, task, metric and filter; ids are folder names, not paths."
+    items = read_lm_eval(LM_DIR)
+    assert set(items.model) == {'tiny-base', 'tiny-base-medical-full'}
+    checked = 0
+    for res_file in LM_DIR.rglob('results_*.json'):
+        res = json.loads(res_file.read_text())
+        assert res['model_name'].startswith('/')                      # lm-eval logged an absolute local path
+        model = Path(res['model_name']).name
+        for task, scores in res['results'].items():
+            for key, value in scores.items():
+                if ',' not in key or '_stderr' in key: continue
+                metric, filt = key.split(',')
+                got = items[(items.model == model) & (items.benchmark == task) & (items.metric == (metric if filt == 'none' else key))]
+                assert len(got) == 12 and got.value.mean() == pytest.approx(value), (model, task, key)
+                checked += 1
+    assert checked == 2*4                                              # acc, acc_norm, exact_match x 2 filters, per model
+    assert set(items.tool) == {'lm-eval'} and set(items[items.metric == 'exact_match,strict'].tool_metric) == {'exact_match,strict'}
+    models = infer_models(items)
+    assert models.loc['tiny-base-medical-full', 'base'] == 'tiny-base' and models.loc['tiny-base-medical-full', 'domain'] == 'medical'
+
+
+def test_real_lm_eval_log_prompts_and_responses():
+    "Prompts are the questions written in make_logs.py; a choice response is correct exactly where lm-eval scored acc = 1."
+    qs = {q: choices[label] for q, choices, label in _make_logs_module().QUESTIONS}
+    tr = read_lm_eval_transcripts(LM_DIR)
+    assert len(tr) == 2*2*12 and not tr.duplicated(['model', 'benchmark', 'item']).any()
+    asked = tr.prompt.str.extract(r'^Question: (.*)\nAnswer:$')[0]
+    assert asked.notna().all() and set(asked) == set(qs)
+    items = read_lm_eval(LM_DIR).set_index(['model', 'benchmark', 'item', 'metric']).value
+    mc = tr[tr.benchmark == 'tiny_mcq']
+    correct = [r.response == qs[q] for r, q in zip(mc.itertuples(), asked[mc.index])]
+    assert correct == [items[(r.model, 'tiny_mcq', r.item, 'acc')] == 1.0 for r in mc.itertuples()]
+    lls = mc.loglikelihoods.map(json.loads)
+    assert all(len(x) == len(json.loads(c)) for x, c in zip(lls, mc.choices))
+    gen = tr[tr.benchmark == 'tiny_gen']
+    raw = {}
+    for f in LM_DIR.rglob('samples_tiny_gen_*.jsonl'):
+        model = Path(json.loads(next(f.parent.glob('results_*.json')).read_text())['model_name']).name
+        for line in f.read_text().splitlines():
+            s = json.loads(line); raw[(model, str(s['doc_id']))] = s['resps'][0][0]
+    assert [raw[(r.model, r.item)] for r in gen.itertuples()] == gen.response.tolist()
+
+
+def test_real_inspect_eval_logs_are_zstd_and_match_the_json_log():
+    evals = sorted((INSPECT_DIR/'eval').glob('*.eval'))
+    assert len(evals) == 2
+    with zipfile.ZipFile(evals[0]) as z:
+        assert {i.compress_type for i in z.infolist()} == {93}       # Inspect's default: Zstandard members
+    ev, js = read_inspect(INSPECT_DIR/'eval'), read_inspect(INSPECT_DIR/'json')
+    assert set(ev.model) == {'sdtiny/tiny-base', 'sdtiny/tiny-base-medical-full'} and set(js.model) == {'sdtiny/tiny-base'}
+    assert set(ev.metric) == {'includes', 'refused', 'shape.words', 'shape.has_e'}
+    assert len(ev) == 2*6*4
+    key = ['model', 'benchmark', 'item', 'metric']
+    a = ev[ev.model == 'sdtiny/tiny-base'].sort_values(key).drop(columns='source').reset_index(drop=True)
+    b = js.sort_values(key).drop(columns='source').reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    # the log's own sample scores, read without the importer
+    j = json.loads(next((INSPECT_DIR/'json').glob('*.json')).read_text())
+    words = {str(s['id']): s['scores']['shape']['value']['words'] for s in j['samples']}
+    assert b[b.metric == 'shape.words'].set_index('item').value.to_dict() == words
+
+
+def test_real_inspect_prompts_and_responses():
+    prompts = [p for p, _ in _make_logs_module().PROMPTS]
+    tr = read_inspect_transcripts(INSPECT_DIR/'eval')
+    assert len(tr) == 12 and set(tr.prompt) == set(prompts) and (tr.response != '').all()
+    j = json.loads(next((INSPECT_DIR/'json').glob('*.json')).read_text())
+    said = {str(s['id']): s['output']['completion'] for s in j['samples']}
+    base = tr[tr.model == 'sdtiny/tiny-base'].set_index('item').response.to_dict()
+    assert base == said                                               # the .eval archive holds the same answers as the JSON log
+    assert read_inspect_transcripts(INSPECT_DIR/'json').set_index('item').response.to_dict() == said
+
+
+FALLBACK = """
+import json, sys, zipfile
+from safedrift_wb.interop import inspect_logs
+from safedrift_wb.interop.inspect_logs import read_inspect
+real = inspect_logs._optional
+inspect_logs._optional = lambda name: None if name in sys.argv[2].split(',') else real(name)
+try: df = read_inspect(sys.argv[1]); print(json.dumps({'ok': df.sort_values(['model', 'item', 'metric']).value.tolist(), 'ids': sorted(set(df.model))}))
+except Exception as e: print(json.dumps({'error': str(e), 'patched': 93 in zipfile.compressor_names}))
+"""
+
+
+def _read_without(hidden):
+    "read_inspect in a fresh interpreter whose optional modules `hidden` are treated as missing."
+    import sys
+    out = subprocess.run([sys.executable, '-c', FALLBACK, str(INSPECT_DIR/'eval'), hidden], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_inspect_reader_falls_back_to_inspect_ai_then_says_what_to_install():
+    import importlib.util
+    want = read_inspect(INSPECT_DIR/'eval').sort_values(['model', 'item', 'metric']).value.tolist()
+    if importlib.util.find_spec('inspect_ai') is not None:              # no zstandard: Inspect's own reader
+        got = _read_without('zstandard')
+        assert got.get('ok') == want, got
+    got = _read_without('zstandard,inspect_ai.log')                    # neither: one line saying what to install
+    assert 'pip install zstandard' in got.get('error', '') and not got['patched'], got
+
+
+def test_damaged_zstd_member_is_an_error(tmp_path):
+    src = sorted((INSPECT_DIR/'eval').glob('*.eval'))[0]
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as z: info = z.getinfo('header.json')
+    n, m = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], 'little'), int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], 'little')
+    start = info.header_offset + 30 + n + m
+    data[start + info.compress_size // 2] ^= 0xFF                     # one flipped byte inside the compressed header
+    (tmp_path/'bad.eval').write_bytes(bytes(data))
+    with pytest.raises(SchemaError, match='damaged'): read_inspect(tmp_path/'bad.eval')
+
+
+# --- import into a run store, then a cube with declared metrics ---------------------------------------------------
+
+def test_import_store_round_trip_and_cube_metric_flags(tmp_path):
+    from safedrift_wb.cli import main
+    from safedrift_wb.cube import load_cube
+    from safedrift_wb.runs.store import load_run, load_transcripts
+    from safedrift_wb.views.transcripts import flipped_items
+    store = tmp_path/'store'
+    rc, out, err = run_cli(['lm-eval', str(LM_DIR), '--store', str(store), '--rename', 'acc=accuracy'])
+    assert rc == 0, err
+    items, models, prov = load_run(store)
+    assert set(items.model) == {'tiny-base', 'tiny-base-medical-full'} and len(items) == 2*(12*2 + 12*2)
+    assert models.set_index('model').loc['tiny-base-medical-full', 'base'] == 'tiny-base'
+    assert prov['units'][0]['lm']['model'] in {'tiny-base', 'tiny-base-medical-full'}
+    tr = load_transcripts(store)
+    assert set(tr.metric) == {'accuracy', 'acc_norm', 'exact_match,strict', 'exact_match,raw'} and (tr.prompt != '').all()
+
+    def cube(*argv):
+        e = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(e):
+            rc = main(['cube', str(store), '-o', str(tmp_path/'c.nc'), '--n-boot', '200', *argv])
+        return rc, e.getvalue()
+    rc, e = cube()                                                      # `accuracy` is a registry name, but renamed from lm-eval's acc
+    assert rc == 2 and e.count('\n') == 1 and "'accuracy' (imported: lm-eval:acc)" in e and '--metric acc_norm:higher|lower[:category]' in e, e
+    rc, e = cube('--metric', 'accuracy:higher:truthfulness', '--metric', 'acc_norm:higher:utility')
+    assert rc == 2 and "'exact_match,raw'" in e and "'exact_match,strict'" in e, e
+    rc, e = cube('--metric', 'accuracy:sideways')
+    assert rc == 2 and 'expected NAME:higher|lower[:category]' in e and e.count('\n') == 1, e
+    rc, e = cube('--metric', 'accuracy:higher:truthfulness', '--metric', 'acc_norm:higher:utility',
+                 '--metric', 'exact_match,strict:higher:utility', '--metric', 'exact_match,raw:higher:utility')
+    assert rc == 0, e
+    c = load_cube(tmp_path/'c.nc')
+    assert c.category.sel(benchmark='tiny_mcq').item() == 'truthfulness' and c.category.sel(benchmark='tiny_gen').item() == 'other'
+    assert dict(zip(c.metric.values, c.role.values)) == {'acc_norm': 'utility', 'accuracy': 'safety', 'exact_match,raw': 'utility',
+                                                         'exact_match,strict': 'utility'}
+    d = items[items.metric == 'accuracy'].pivot_table(index=['benchmark', 'item'], columns='model', values='value')
+    want = (d['tiny-base-medical-full'] - d['tiny-base']).mean()
+    assert float(c.drift.sel(model='tiny-base-medical-full', benchmark='tiny_mcq', metric='accuracy')) == pytest.approx(want)
+    flips = flipped_items(tr, 'tiny-base-medical-full', cube=c, benchmark='tiny_mcq', metric='accuracy')
+    n_flip = int((d['tiny-base-medical-full'] != d['tiny-base']).sum())
+    assert len(flips) == n_flip > 0 and flips.prompt.str.startswith('Question: ').all()
+    assert (flips.response != flips.base_response).all()              # a flipped choice item: the two models chose differently
+
+
+def test_cube_on_imported_item_table_needs_declarations(tmp_path):
+    from safedrift_wb.cli import main
+    rc, out, err = run_cli(['inspect', str(INSPECT_DIR/'eval'), '-o', str(tmp_path/'items.parquet'), '--models-out', str(tmp_path/'models.csv')])
+    assert rc == 0, err
+    e = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(e):
+        assert main(['cube', str(tmp_path/'items.parquet'), '-o', str(tmp_path/'c.nc'), '--n-boot', '200']) == 2
+    assert "'includes' (imported: inspect:includes)" in e.getvalue()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(['cube', str(tmp_path/'items.parquet'), '-o', str(tmp_path/'c.nc'), '--n-boot', '200', '--metric', 'refused:higher:harmful',
+                     '--metric', 'includes:higher:utility', '--metric', 'shape.words:lower:utility', '--metric', 'shape.has_e:lower:utility']) == 0
+
+
+def test_python_api_metric_declarations():
+    items = read_lm_eval(LM_DIR, tasks=['tiny_mcq'], metrics=['acc'])
+    models = infer_models(items)
+    with pytest.raises(SchemaError, match=r"without a declared direction: 'acc' \(imported: lm-eval:acc\)"):
+        declared_cube(items, models, n_boot=200)
+    old = declared_cube(items, models, metrics={'acc': True}, n_boot=200)          # the old form: direction only
+    new = declared_cube(items, models, metrics={'acc': ('higher', 'truthfulness')}, n_boot=200)
+    assert old.role.item() == new.role.item() == 'safety' and new.category.item() == 'truthfulness' and old.category.item() == 'other'
+    np.testing.assert_allclose(old.drift.values, new.drift.values)
+    ref = build_cube(items, models, metrics={'acc': True}, n_boot=200)
+    np.testing.assert_allclose(ref.drift_ci.values, new.drift_ci.values, equal_nan=True)
+    assert declared_cube(items, models, metrics=['acc:lower:utility'], n_boot=200).role.item() == 'utility'
+
+
+def test_report_shows_imported_prompts_and_responses(tmp_path):
+    "import -o/--models-out/--transcripts-out, cube --metric, report --transcripts: the flipped items carry the logged prompts."
+    from html import unescape
+    from safedrift_wb.cli import main
+    rc, out, err = run_cli(['lm-eval', str(LM_DIR), '-o', str(tmp_path/'items.parquet'), '--models-out', str(tmp_path/'models.csv'),
+                            '--transcripts-out', str(tmp_path/'t.parquet')])
+    assert rc == 0 and 'prompts and responses to' in out, err
+    t = pd.read_parquet(tmp_path/'t.parquet')
+    assert len(t) == len(pd.read_parquet(tmp_path/'items.parquet')) and (t.prompt != '').all()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(['cube', str(tmp_path/'items.parquet'), '-o', str(tmp_path/'c.nc'), '--n-boot', '200', '--metric', 'acc:higher:truthfulness',
+                     '--metric', 'acc_norm:higher:utility', '--metric', 'exact_match,strict:higher:utility', '--metric', 'exact_match,raw:higher:utility']) == 0
+        assert main(['report', str(tmp_path/'c.nc'), '-o', str(tmp_path/'r.html'), '--transcripts', str(tmp_path/'t.parquet')]) == 0
+    html = (tmp_path/'r.html').read_text()
+    acc = t[(t.metric == 'acc')].pivot_table(index='item', columns='model', values='value')
+    flipped = acc.index[acc['tiny-base'] != acc['tiny-base-medical-full']]
+    shown = unescape(html[html.index('id="flips"'):])
+    assert len(flipped) and all(p.split('\n')[0] in shown for p in t[(t.metric == 'acc') & t['item'].isin(flipped)].prompt)

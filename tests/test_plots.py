@@ -179,3 +179,29 @@ def test_aggregate_and_reloaded_cubes(agg_cube, cube, tmp_path):
     assert a[0] == b[0] and a[1] == b[1]
     np.testing.assert_array_equal(a[2], b[2])
     assert isinstance(plot_model_drifts(back, 'nova-fin'), Figure)
+
+
+def test_static_heatmaps_share_the_cubes_colour_scale():
+    from safedrift_wb.analysis import synthetic_cube
+    from safedrift_wb.views.plots import plot_drift_heatmap, derivatives
+    from safedrift_wb.views.heatmap import drift_scale
+    cube = synthetic_cube(20, 6, 3, n_bases=3, seed=3)
+    lim = float(np.nanmax(np.abs(cube.safety_drift.sel(model=derivatives(cube)).values)))
+    assert drift_scale(cube) == pytest.approx(lim)
+    for kw in ({}, {'metric': str(cube.metric.values[0])}, {'models': derivatives(cube)[:3]}):
+        im = plot_drift_heatmap(cube, **kw).axes[0].images[0]
+        assert (im.norm.vmin, im.norm.vmax) == pytest.approx((-lim, lim))
+
+
+def test_place_labels_leaves_no_two_names_overlapping():
+    from safedrift_wb.views.plot_base import new_figure, place_labels
+    rng = np.random.default_rng(0)
+    fig = new_figure((4, 3)); ax = fig.add_subplot(); ax.set_xlim(0, 1); ax.set_ylim(0, 1)
+    x, y = rng.uniform(0.3, 0.7, 25), rng.uniform(0.3, 0.7, 25)
+    ts = place_labels(ax, x, y, [f'model-{i:02d}' for i in range(25)], fontsize=7)
+    fig.canvas.draw(); r = fig.canvas.get_renderer()
+    bbs = [t.get_window_extent(r) for t in ts]
+    assert 5 <= len(ts) <= 25
+    assert not any(a.overlaps(b) for i, a in enumerate(bbs) for b in bbs[i + 1:])
+    box = ax.get_window_extent(r)
+    assert all(box.x0 <= b.x0 and b.x1 <= box.x1 and box.y0 <= b.y0 and b.y1 <= box.y1 for b in bbs)

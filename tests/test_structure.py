@@ -37,12 +37,13 @@ def test_each_heavy_package_imported_lazily_in_one_module():
 # the light layers, and the packages that offer their heavy names lazily (reading a run directory needs no torch)
 LIGHT = ['safedrift_wb.common.io', 'safedrift_wb.schema', 'safedrift_wb.stats', 'safedrift_wb.cube', 'safedrift_wb.example',
          'safedrift_wb.benchmarks', 'safedrift_wb.analysis', 'safedrift_wb.interop', 'safedrift_wb.judges',
-         'safedrift_wb.runs', 'safedrift_wb.finetune', 'safedrift_wb.interventions', 'safedrift_wb.views.report']
+         'safedrift_wb.runs', 'safedrift_wb.finetune', 'safedrift_wb.interventions', 'safedrift_wb.views.report',
+         'safedrift_wb.cli', 'safedrift_wb.common.paths', 'safedrift_wb.common.lazy']
 
 @pytest.mark.parametrize('mod', LIGHT)
 def test_light_layers_do_not_load_heavy_packages(mod):
     code = (f"import sys, json, {mod}; "
-            "print(json.dumps(sorted(p for p in ('torch', 'transformers', 'ipywidgets', 'peft', 'dask') if p in sys.modules)))")
+            "print(json.dumps(sorted(p for p in ('torch', 'transformers', 'ipywidgets', 'jupyterlab', 'peft', 'dask') if p in sys.modules)))")
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [], f"import {mod} loads {out.stdout.strip()}"
 

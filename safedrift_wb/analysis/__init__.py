@@ -6,18 +6,26 @@
 __all__ = []
 
 # %% ../../nbs/10_analysis.ipynb #f93508cf
-from ..stats import cohen_kappa, dersimonian_laird, fisher_interval, rank_flips, spearman_matrix, spearman_rows
-from .synthetic import SYNTHETIC_METRICS, synthetic_tables, synthetic_cube
-from .contradiction import contradiction_counts, contradiction_index, contradiction
+from ..stats import (cohen_kappa, dersimonian_laird, fisher_interval, plan_sample_size, rank_flips, spearman_matrix,
+                               spearman_rows)
+from .synthetic import (SYNTHETIC_METRICS, synthetic_tables, synthetic_cube, synthetic_family_items,
+                                             synthetic_family_cube)
+from .common import hypothesis_cells, hypothesis_metrics
+from .contradiction import (contradiction_counts, contradiction_index, contradiction, contradiction_share,
+                                                 CONSTRUCTS, MOVEMENTS, KINDS, register_construct, construct_table)
 from .disagreement import sign_disagreement, disagreement
-from .heterogeneity import heterogeneity
-from .predictiveness import predictiveness
-from .drivers import ridge_cv_operator, oof_r2, drift_drivers
-from .judge_agreement import judge_flips, judge_agreement
+from .heterogeneity import heterogeneity, mv_random_effects
+from .predictiveness import predictiveness, base_bootstrap_interval
+from .drivers import ridge_cv_operator, oof_r2, drift_drivers, group_folds, structured_targets
+from .judge_agreement import judge_flips, judge_agreement, judge_cube, judge_sensitivity
+from .misclassification import rogan_gladen, validation_counts, adjusted_drift
 from .accessor import SafeDriftAccessor
 
-__all__ = ['SYNTHETIC_METRICS', 'synthetic_tables', 'synthetic_cube', 'contradiction_counts',
-           'contradiction_index', 'contradiction', 'sign_disagreement', 'spearman_matrix', 'disagreement',
-           'dersimonian_laird', 'heterogeneity', 'spearman_rows', 'fisher_interval', 'rank_flips',
-           'predictiveness', 'ridge_cv_operator', 'oof_r2', 'drift_drivers', 'cohen_kappa', 'judge_flips',
-           'judge_agreement', 'SafeDriftAccessor']
+__all__ = ['SYNTHETIC_METRICS', 'synthetic_tables', 'synthetic_cube', 'synthetic_family_items', 'synthetic_family_cube',
+           'hypothesis_cells', 'hypothesis_metrics', 'contradiction_counts', 'contradiction_index', 'contradiction',
+           'contradiction_share', 'CONSTRUCTS', 'MOVEMENTS', 'KINDS', 'register_construct', 'construct_table',
+           'sign_disagreement', 'spearman_matrix', 'disagreement', 'dersimonian_laird', 'heterogeneity', 'mv_random_effects',
+           'spearman_rows', 'fisher_interval', 'rank_flips', 'predictiveness', 'base_bootstrap_interval',
+           'ridge_cv_operator', 'oof_r2', 'drift_drivers', 'group_folds', 'structured_targets', 'cohen_kappa',
+           'judge_flips', 'judge_agreement', 'judge_cube', 'judge_sensitivity',
+           'rogan_gladen', 'validation_counts', 'adjusted_drift', 'plan_sample_size', 'SafeDriftAccessor']

@@ -5,7 +5,7 @@
 # %% ../../nbs/19_accessor.ipynb #127ee09d
 from __future__ import annotations
 import xarray as xr
-from .contradiction import contradiction
+from .contradiction import contradiction, contradiction_share
 from .disagreement import disagreement
 from .heterogeneity import heterogeneity
 from .predictiveness import predictiveness
@@ -20,6 +20,7 @@ class SafeDriftAccessor:
     "Forwards `cube.sdw.<analysis>(...)` to `safedrift_wb.analysis.<analysis>(cube, ...)`."
     def __init__(self, ds:xr.Dataset): self._ds = ds
     def contradiction(self, **kw): return contradiction(self._ds, **kw)
+    def contradiction_share(self, **kw): return contradiction_share(self._ds, **kw)
     def disagreement(self, **kw): return disagreement(self._ds, **kw)
     def heterogeneity(self, **kw): return heterogeneity(self._ds, **kw)
     def predictiveness(self, **kw): return predictiveness(self._ds, **kw)

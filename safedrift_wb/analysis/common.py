@@ -9,7 +9,8 @@ import xarray as xr
 from ..schema import UTILITY_METRICS, SchemaError
 
 # %% auto #0
-__all__ = ['check_cube', 'derivatives', 'safety_metric_names', 'cube_provenance', 'model_coord_names']
+__all__ = ['check_cube', 'derivatives', 'safety_metric_names', 'cube_provenance', 'model_coord_names', 'hypothesis_cells',
+           'hypothesis_metrics', 'partner_index']
 
 # %% ../../nbs/12_analysis_common.ipynb #08f3fb4a
 def check_cube(cube, # what was passed as a cube
@@ -39,3 +40,31 @@ def cube_provenance(cube) -> dict:
 def model_coord_names(cube) -> list:
     "The coordinates along `model` other than `model` (base, family, domain, method, lr, ...)."
     return [c for c in cube.coords if c != 'model' and cube[c].dims == ('model',)]
+
+# %% ../../nbs/12_analysis_common.ipynb #9d9f31a5
+def hypothesis_cells(cube, # a drift cube
+                    ) -> xr.DataArray:
+    "Boolean (model, benchmark, metric): False for a complement metric whose partner is measured in the same model and benchmark."
+    base = cube['drift'] if 'drift' in cube else cube['score']
+    out = xr.ones_like(base, dtype=bool)
+    if 'is_complement' in cube.variables: return (out & ~cube['is_complement'].astype(bool)).transpose(*base.dims).rename('hypothesis')
+    if 'complement_of' not in cube.coords: return out.rename('hypothesis')
+    mets = [str(m) for m in cube.metric.values]
+    for k, partner in zip(mets, cube.complement_of.values):
+        partner = str(partner) if partner is not None else ''
+        if partner and partner != k and partner in mets:
+            measured = base.sel(metric=partner).notnull() | cube['score'].sel(metric=partner).notnull()
+            out.loc[dict(metric=k)] = ~measured
+    return out.rename('hypothesis')
+
+def hypothesis_metrics(cube) -> list:
+    "Metrics that are not declared the complement of another metric of the cube."
+    if 'complement_of' not in cube.coords: return [str(m) for m in cube.metric.values]
+    mets = [str(m) for m in cube.metric.values]
+    return [k for k, p in zip(mets, cube.complement_of.values) if not (p and str(p) in mets and str(p) != k)]
+
+def partner_index(cube) -> np.ndarray:
+    "Per metric, the index of its complement partner in the cube (its own index when it has none)."
+    mets = [str(m) for m in cube.metric.values]
+    if 'complement_of' not in cube.coords: return np.arange(len(mets))
+    return np.array([mets.index(str(p)) if p and str(p) in mets else i for i, p in enumerate(cube.complement_of.values)])

@@ -4,19 +4,26 @@
 
 # %% ../../nbs/13_contradiction.ipynb #632254a8
 from __future__ import annotations
+import warnings
 import numpy as np
+import pandas as pd
 import xarray as xr
-from .common import check_cube, derivatives, safety_metric_names, cube_provenance
+from scipy import stats
+from ..schema import SchemaError
+from ..fdr import bh_last_axis, confirmed_directions
+from .common import (check_cube, derivatives, safety_metric_names, cube_provenance, hypothesis_cells,
+                                          model_coord_names)
 
 # %% auto #0
-__all__ = ['contradiction_counts', 'contradiction_index', 'contradiction']
+__all__ = ['CONSTRUCTS', 'MOVEMENTS', 'KINDS', 'contradiction_counts', 'contradiction_index', 'register_construct',
+           'construct_table', 'contradiction', 'contradiction_share']
 
 # %% ../../nbs/13_contradiction.ipynb #7ebdef27
 def contradiction_counts(safety_drift:np.ndarray, # safety drifts, cells on the last axis
                          q_value:np.ndarray, # their q-values, same shape
                          *, alpha:float=0.05, # FDR level
                         ) -> tuple[np.ndarray, np.ndarray]:
-    "Numbers of significantly safer and significantly less-safe cells over the last axis."
+    "Numbers of significantly safer and significantly less-safe cells (q < alpha) over the last axis."
     sig = np.asarray(q_value, float) < alpha
     sd = np.asarray(safety_drift, float)
     return (sig & (sd > 0)).sum(-1), (sig & (sd < 0)).sum(-1)
@@ -30,35 +37,165 @@ def contradiction_index(n_safer, n_less_safe) -> np.ndarray:
     return np.where(np.isnan(tot), np.nan, ci)
 
 # %% ../../nbs/13_contradiction.ipynb #57d8cad8
-def _flat2(f):
-    "Apply a last-axis kernel to arrays whose last two axes are (benchmark, metric)."
-    def g(*xs, **kw): return f(*(x.reshape(x.shape[:-2] + (-1,)) for x in xs), **kw)
-    return g
+CONSTRUCTS: dict = {'harmful': 'refusal', 'jailbreak': 'refusal', 'over-refusal': 'refusal', 'domain-harm': 'refusal',
+                    'toxicity': 'toxicity', 'bias': 'bias', 'truthfulness': 'truthfulness', 'domain-utility': 'utility'}
+
+MOVEMENTS: dict = {   # (category, metric) -> (movement, +1 if the metric going up is that movement, -1 if going down)
+    ('harmful', 'refusal_rate'): ('refuses more', 1), ('harmful', 'harmful_compliance'): ('refuses more', -1),
+    ('jailbreak', 'refusal_rate'): ('refuses more', 1), ('jailbreak', 'asr'): ('refuses more', -1),
+    ('jailbreak', 'harmful_compliance'): ('refuses more', -1),
+    ('domain-harm', 'refusal_rate'): ('refuses more', 1), ('domain-harm', 'harmful_compliance'): ('refuses more', -1),
+    ('over-refusal', 'over_refusal'): ('refuses more', 1),
+    ('toxicity', 'toxicity'): ('more toxic', 1), ('toxicity', 'toxic_rate'): ('more toxic', 1),
+    ('bias', 'abs_bias'): ('more biased', 1), ('bias', 'accuracy'): ('more biased', -1),
+    ('truthfulness', 'accuracy'): ('more truthful', 1)}
+
+def register_construct(category:str, # a benchmark category
+                       construct:str, # the construct it measures (e.g. 'refusal')
+                       movements:dict|None=None, # metric -> (movement, +1/-1) for this category
+                      ):
+    "Add or change a category's construct and the movements its metrics express (module-wide)."
+    if not str(category) or not str(construct): raise SchemaError("register_construct: category and construct must be non-empty")
+    for k, v in (movements or {}).items():
+        if not (isinstance(v, tuple) and len(v) == 2 and v[1] in (1, -1)):
+            raise SchemaError(f"register_construct: movement of metric {k!r} must be (name, +1 or -1), got {v!r}")
+    CONSTRUCTS[str(category)] = str(construct)
+    for k, v in (movements or {}).items(): MOVEMENTS[(str(category), str(k))] = (str(v[0]), int(v[1]))
+
+def construct_table() -> pd.DataFrame:
+    "The construct and movement tables as one DataFrame (category, construct, metric, movement, sign)."
+    rows = [dict(category=c, construct=k, metric=m, movement=mv, sign=sg)
+            for c, k in CONSTRUCTS.items() for (c2, m), (mv, sg) in MOVEMENTS.items() if c2 == c]
+    rows += [dict(category=c, construct=k, metric='', movement='', sign=0) for c, k in CONSTRUCTS.items()
+             if not any(c2 == c for c2, _ in MOVEMENTS)]
+    return pd.DataFrame(rows, columns=['category', 'construct', 'metric', 'movement', 'sign'])
+
+# %% ../../nbs/13_contradiction.ipynb #08c20d9c
+def _cell_labels(cube, mets, constructs, movements):
+    "Per (benchmark, metric): construct, movement name ('' when none) and movement sign (+1/-1/0)."
+    cats = [str(c) for c in cube['category'].values] if 'category' in cube.coords else ['other']*cube.sizes['benchmark']
+    con = np.array([[constructs.get(c, c) for _ in mets] for c in cats], dtype=object)
+    mv = np.array([[movements.get((c, k), ('', 0))[0] for k in mets] for c in cats], dtype=object)
+    sg = np.array([[movements.get((c, k), ('', 0))[1] for k in mets] for c in cats], float)
+    return con.ravel(), mv.ravel(), sg.ravel()
+
+def _kind(safer, less, raw_sign, con, mv, sg):
+    "'none', 'trade-off', 'within-construct' or 'mixed' for one model from its counted safer/less-safe cells."
+    if not (safer.any() and less.any()): return 'none'
+    i, j = np.flatnonzero(safer), np.flatnonzero(less)
+    d = raw_sign*sg                                                          # direction of the movement each cell shows
+    same_mv = (mv[i][:, None] == mv[j][None, :]) & (mv[i][:, None] != '') & (d[i][:, None] == d[j][None, :]) & (d[i][:, None] != 0)
+    same_con = con[i][:, None] == con[j][None, :]
+    if (same_con & ~same_mv).any(): return 'within-construct'
+    return 'trade-off' if same_mv.all() else 'mixed'
+
+# %% ../../nbs/13_contradiction.ipynb #24c1b40a
+KINDS = ('none', 'trade-off', 'within-construct', 'mixed')
 
 def contradiction(cube:xr.Dataset, # a drift cube
                   *,
                   alpha:float=0.05, # FDR level: significant means q_value < alpha
                   include_utility:bool=False, # also count utility metrics (e.g. domain_accuracy)
+                  per_model:bool=True, # also require each direction to hold within the model (see above)
+                  constructs:dict|None=None, # category -> construct (default `CONSTRUCTS`)
+                  movements:dict|None=None, # (category, metric) -> (movement, sign) (default `MOVEMENTS`)
                  ) -> xr.Dataset:
-    "Per model: significantly safer and less-safe cells, whether both occur, and the contradiction index."
+    "Per model: significantly safer and less-safe cells, whether both occur, what kind of contradiction, and the contradiction index."
     check_cube(cube, ['safety_drift', 'q_value'], 'contradiction')
     mets = safety_metric_names(cube, include_utility)
-    sub = cube[['safety_drift', 'q_value']].sel(metric=mets)
-    core = [['benchmark', 'metric']]*2
-    safer, less = xr.apply_ufunc(_flat2(contradiction_counts), sub.safety_drift, sub.q_value, input_core_dims=core,
-                                 output_core_dims=[[], []], kwargs={'alpha': alpha}, keep_attrs=False)
-    tested = xr.apply_ufunc(lambda q: np.isfinite(q).reshape(q.shape[:-2] + (-1,)).sum(-1), sub.q_value,
-                            input_core_dims=[['benchmark', 'metric']], keep_attrs=False)
-    is_der = xr.DataArray(np.isin(cube.model.values, derivatives(cube)), dims='model')
-    n_safer, n_less = safer.astype(float).where(is_der), less.astype(float).where(is_der)
+    sub = cube.sel(metric=mets)
+    hyp = hypothesis_cells(sub).transpose('model', 'benchmark', 'metric').values
+    M = sub.sizes['model']
+    flat = lambda v: sub[v].transpose('model', 'benchmark', 'metric').values.reshape(M, -1)
+    sd, q = flat('safety_drift'), np.where(hyp.reshape(M, -1), flat('q_value'), np.nan)
+    p = np.where(np.isfinite(q), flat('p_value'), np.nan) if 'p_value' in sub else q
+    raw = sd*np.where(sub.higher_is_safer.values, 1.0, -1.0)[None, None, :].repeat(sub.sizes['benchmark'], 1).reshape(1, -1) if 'higher_is_safer' in sub.coords else sd
+    safer, less = contradiction_counts(sd, q, alpha=alpha)
+    cs, cl = confirmed_directions(sd, p, q, alpha=alpha, per_model=per_model)
+    con, mv, sg = _cell_labels(sub, mets, CONSTRUCTS if constructs is None else constructs, MOVEMENTS if movements is None else movements)
+    is_der = np.isin(cube.model.values, derivatives(cube))
+    kind = np.array([_kind(cs[m], cl[m], np.sign(raw[m]), con, mv, sg) if is_der[m] else 'none' for m in range(M)], dtype=object)
+    der = xr.DataArray(is_der, dims='model')
+    da = lambda a: xr.DataArray(np.asarray(a, float), dims='model').where(der)
+    n_safer, n_less = da(safer), da(less)
     ds = xr.Dataset({
-        'n_safer': n_safer.assign_attrs(description='significant cells with positive safety drift (safer than the base)'),
-        'n_less_safe': n_less.assign_attrs(description='significant cells with negative safety drift (less safe than the base)'),
-        'n_significant': (n_safer + n_less).assign_attrs(description='significant safety cells'),
-        'n_tested': tested.astype(float).where(is_der).assign_attrs(description='safety cells with a q-value'),
-        'contradictory': ((n_safer > 0) & (n_less > 0)).assign_attrs(description='at least one significant cell each way'),
+        'n_safer': n_safer.assign_attrs(description=f'significant cells (q < {alpha}) with positive safety drift (safer than the base)'),
+        'n_less_safe': n_less.assign_attrs(description=f'significant cells (q < {alpha}) with negative safety drift (less safe than the base)'),
+        'n_significant': (n_safer + n_less).assign_attrs(description='significant safety cells (a complementary pair counts once)'),
+        'n_tested': da(np.isfinite(q).sum(-1)).assign_attrs(description='safety cells with a q-value (a complementary pair counts once)'),
+        'n_safer_confirmed': da(cs.sum(-1)).assign_attrs(description='safer cells also significant within the model' if per_model else 'same as n_safer'),
+        'n_less_safe_confirmed': da(cl.sum(-1)).assign_attrs(description='less-safe cells also significant within the model' if per_model else 'same as n_less_safe'),
+        'contradictory': xr.DataArray(cs.any(-1) & cl.any(-1) & is_der, dims='model').assign_attrs(
+            description='at least one confirmed cell each way' + (' (cube-wide and per-model FDR)' if per_model else '')),
+        'kind': xr.DataArray(kind, dims='model').assign_attrs(
+            description="'none'; 'trade-off' (one movement with two faces); 'within-construct' (one construct, opposite safety directions); 'mixed' (across constructs)"),
         'contradiction_index': xr.apply_ufunc(contradiction_index, n_safer, n_less, keep_attrs=False).assign_attrs(
-            description='2 min(n_safer, n_less_safe) / (n_safer + n_less_safe); 0 when none is significant')})
+            description='2 min(n_safer, n_less_safe) / (n_safer + n_less_safe); 0 when none is significant')},
+        coords={k: cube[k] for k in cube.coords if cube[k].dims == ('model',)})
     ds.attrs = {'analysis': 'contradiction', 'alpha': float(alpha), 'significant': f'q_value < {alpha}',
-                'metrics_counted': ', '.join(map(str, mets)), **cube_provenance(cube)}
+                'per_model': str(bool(per_model)), 'metrics_counted': ', '.join(map(str, mets)),
+                'complements': 'a complementary metric whose partner is measured counts once' if 'complement_of' in cube.coords else 'none declared',
+                **cube_provenance(cube)}
+    return ds
+
+# %% ../../nbs/13_contradiction.ipynb #11b725cd
+def _share_ci(flags, bid, G, *, Wb, ci_prob):
+    "Share of flags, and its interval resampling bases (rows of Wb: how often each base is drawn)."
+    m = np.bincount(bid, minlength=G).astype(float)
+    k = np.array([np.bincount(bid, weights=f.astype(float), minlength=G) for f in flags])      # (n_flags, G)
+    share = k.sum(-1)/m.sum()
+    if G < 3: return share, np.full((len(flags), 2), np.nan)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        boot = (Wb @ k.T)/(Wb @ m)[:, None]                                    # (n_boot, n_flags)
+    se = np.nanstd(boot, 0, ddof=1)*np.sqrt(G/(G - 1))
+    t = stats.t.ppf(0.5 + ci_prob/2, G - 1)
+    return share, np.clip(np.stack([share - t*se, share + t*se], -1), 0, 1)
+
+def contradiction_share(cube:xr.Dataset, # a drift cube
+                        *,
+                        by:str|None='domain', # model coordinate to split derivatives by (None: all together)
+                        alpha:float=0.05, # FDR level of `contradiction`
+                        ci_prob:float=0.95, # coverage of the intervals
+                        n_boot:int=2000, # resamples of bases
+                        seed:int=0, # seed of the resampling
+                        **kwargs, # more options of `contradiction` (per_model, include_utility, constructs, movements)
+                       ) -> xr.Dataset:
+    "Share of derivatives significantly safer on one cell and less safe on another, per group, with trade-offs apart and intervals over bases."
+    res = contradiction(cube, alpha=alpha, **kwargs)
+    ders = derivatives(cube)
+    if not len(ders): raise SchemaError("contradiction_share: the cube has no derivative (every model is a root)")
+    if by is not None and by not in model_coord_names(cube):
+        raise SchemaError(f"contradiction_share: by={by!r} is not a model coordinate; choose one of {model_coord_names(cube)}")
+    r = res.sel(model=ders)
+    kind = np.array([str(k) for k in r.kind.values])
+    flags = np.stack([r.contradictory.values, kind == 'trade-off', np.isin(kind, ['within-construct', 'mixed']),
+                      kind == 'within-construct', kind == 'mixed'])
+    gv = np.array([str(v) for v in cube[by].sel(model=ders).values]) if by else np.full(len(ders), 'all')
+    groups = ['all'] + sorted(set(gv) - {'all'}) if by else ['all']
+    base = np.array([str(b) for b in cube.base.sel(model=ders).values])
+    rng = np.random.default_rng(seed)
+    out = {k: [] for k in ('n', 'nb', 'share', 'ci', 'reason')}
+    for g in groups:
+        sel = np.ones(len(ders), bool) if g == 'all' else gv == g
+        bid = np.unique(base[sel], return_inverse=True)[1]; G = int(bid.max()) + 1
+        Wb = rng.multinomial(G, np.full(G, 1/G), size=n_boot).astype(float)
+        share, ci = _share_ci(flags[:, sel], bid, G, Wb=Wb, ci_prob=ci_prob)
+        out['n'].append(int(sel.sum())); out['nb'].append(G); out['share'].append(share); out['ci'].append(ci)
+        out['reason'].append('' if G >= 3 else f'only {G} base(s): an interval over bases needs at least 3')
+    dim = by or 'group'
+    sh, ci = np.array(out['share']), np.array(out['ci'])
+    names = ['share', 'share_trade_off', 'share_contradiction', 'share_within_construct', 'share_mixed']
+    desc = ['significantly safer on one cell and less safe on another', 'of which trade-offs (one movement, two faces)',
+            'of which real contradictions (within a construct or mixed)', 'of which within one construct', 'of which mixed across constructs']
+    ds = xr.Dataset({'n_models': (dim, out['n'], {'description': 'derivatives in the group'}),
+                     'n_bases': (dim, out['nb'], {'description': 'their distinct bases'}),
+                     'reason': (dim, np.array(out['reason'], dtype=object), {'description': "why the intervals are NaN ('' when they are not)"}),
+                     **{n: (dim, sh[:, i], {'description': f'share of derivatives {d}'}) for i, (n, d) in enumerate(zip(names, desc))},
+                     **{f'{n}_ci': ((dim, 'ci_bound'), ci[:, i], {'description': f'interval of {n}, resampling bases', 'ci_prob': ci_prob})
+                        for i, n in enumerate(names[:3])}},
+                    coords={dim: np.array(groups, dtype=object), 'ci_bound': ['lower', 'upper']})
+    ds.attrs = {'analysis': 'contradiction_share', 'by': by or '', 'alpha': float(alpha), 'ci_prob': float(ci_prob),
+                'n_boot': int(n_boot), 'seed': int(seed), 'per_model': res.attrs['per_model'],
+                'ci_method': 'bootstrap of whole bases within the group: share +- t(G-1) x SE x sqrt(G/(G-1)), clipped to [0, 1]; NaN below 3 bases',
+                **cube_provenance(cube)}
     return ds

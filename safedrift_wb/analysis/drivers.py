@@ -10,10 +10,10 @@ import xarray as xr
 from threadpoolctl import threadpool_limits   # comes with scikit-learn
 from ..schema import SchemaError
 from ..stats import bh_qvalues
-from .common import check_cube, derivatives, cube_provenance, model_coord_names
+from .common import check_cube, derivatives, cube_provenance, model_coord_names, hypothesis_cells, partner_index
 
 # %% auto #0
-__all__ = ['ridge_cv_operator', 'oof_r2', 'drift_drivers']
+__all__ = ['ridge_cv_operator', 'oof_r2', 'group_folds', 'structured_targets', 'drift_drivers']
 
 # %% ../../nbs/17_drivers.ipynb #be55dbd3
 _ID_COORDS = ('base', 'family')
@@ -72,28 +72,77 @@ def oof_r2(y:np.ndarray, # targets, observations on `axis`
         return np.where(sst > 0, 1 - ((y - pred)**2).sum(axis)/np.where(sst > 0, sst, 1), np.nan)
 
 # %% ../../nbs/17_drivers.ipynb #fa0bb63a
-def _drivers_block(Y, X, groups, *, n_splits, n_perm, n_repeats, ridge_alpha, seed):
-    "R2, permutation R2s and feature importances for target columns Y (n, cells) sharing the rows of X."
+def group_folds(groups:np.ndarray, # (n,) group code of each row (here: the base of each derivative)
+                n_splits:int, # folds wanted; at most the number of groups
+                *, seed:int=0, # seed of the ordinary folds used when there is a single group
+               ) -> list:
+    "(train, test) folds keeping each group in one fold, groups spread by size (largest first into the lightest fold)."
+    g = np.asarray(groups); n = len(g)
+    lv, code, size = np.unique(g, return_inverse=True, return_counts=True)
+    if len(lv) < 2:
+        perm = np.random.default_rng([seed, n]).permutation(n)
+        return [(np.sort(np.setdiff1d(perm, te)), np.sort(te)) for te in np.array_split(perm, n_splits)]
+    k = min(n_splits, len(lv)); load = np.zeros(k); fold_of = np.empty(len(lv), int)
+    for gi in np.argsort(-size, kind='stable'):
+        f = int(np.argmin(load)); fold_of[gi] = f; load[f] += size[gi]
+    rows = fold_of[code]
+    return [(np.flatnonzero(rows != f), np.flatnonzero(rows == f)) for f in range(k)]
+
+def structured_targets(Y:np.ndarray, # (n, cells) targets
+                       groups:np.ndarray, # (n,) group codes 0..G-1
+                       rng:np.random.Generator, # source of the permutations
+                       size:int, # permutations wanted
+                       *, between:bool=True, # permute the group means across groups
+                       within:bool=True, # permute the deviations from them within groups
+                      ) -> np.ndarray:
+    "(n, size, cells) permuted targets: groups permuted as wholes (equal sizes) or their means (else), rows within groups."
+    G, n = int(groups.max()) + 1, len(groups)
+    if within:
+        order = np.argsort(groups, kind='stable')
+        sigma = np.empty((size, n), int)
+        sigma[:, order] = order[np.argsort(groups[order][None, :] + rng.random((size, n)), axis=1)]
+        if not between: return Y[sigma.T]                                    # rows permuted within groups only
+    cnt = np.bincount(groups, minlength=G)
+    pi = rng.permuted(np.tile(np.arange(G), (size, 1)), axis=1)
+    if (cnt == cnt[0]).all():                                                # equal bases: move whole bases, an exact permutation
+        R = np.argsort(groups, kind='stable').reshape(G, cnt[0])              # rows of each base
+        tau = rng.permuted(np.tile(np.arange(cnt[0]), (size, G, 1)), axis=2) if within else np.broadcast_to(np.arange(cnt[0]), (size, G, cnt[0]))
+        idx = np.empty((size, n), int)
+        idx[:, R.ravel()] = R[pi[:, :, None], tau].reshape(size, -1)
+        return Y[idx.T]
+    cnt = cnt.astype(float)
+    Ybar = np.zeros((G, Y.shape[1])); np.add.at(Ybar, groups, Y); Ybar /= cnt[:, None]
+    dev = (Y[sigma.T] if within else Y[:, None]) - Ybar[groups][:, None]
+    return Ybar[pi[:, groups].T] + dev
+
+def _drivers_block(Y, X, groups, base, *, n_splits, n_perm, n_repeats, ridge_alpha, seed):
+    "R2, permutation R2s and feature importances for target columns Y (n, cells) sharing the rows of X; `base` (n,) group codes."
     n, nc = Y.shape
-    perm = np.random.default_rng([seed, n]).permutation(n)
-    folds = [(np.setdiff1d(perm, te), np.sort(te)) for te in np.array_split(perm, n_splits)]
+    folds = group_folds(base, n_splits, seed=seed)
     H, fits = ridge_cv_operator(X, folds, ridge_alpha=ridge_alpha)
     r2 = oof_r2(Y, H @ Y)
     rng = np.random.default_rng(seed)
+    G = int(base.max()) + 1
+    first = np.array([np.flatnonzero(base == g)[0] for g in range(G)])               # a row of each base
+    level = {f: G > 1 and bool(np.all(X[:, cols[0]:cols[-1] + 1] == X[first[base], cols[0]:cols[-1] + 1])) for f, cols in groups.items()}
+    between, within = any(level.values()) or not groups, not all(level.values()) or not groups
     null = np.empty((n_perm, nc))
     step = max(1, int(2e6 // max(1, Y.size)))
     for s in range(0, n_perm, step):
         b = min(step, n_perm - s)
-        Yp = Y[rng.permuted(np.tile(np.arange(n), (b, 1)), axis=1)].transpose(1, 0, 2)   # (n, b, cells)
+        Yp = structured_targets(Y, base, rng, b, between=between, within=within)           # (n, b, cells)
         P = (H @ np.ascontiguousarray(Yp).reshape(n, -1)).reshape(Yp.shape)               # one GEMM, not b small ones
         null[s:s + b] = oof_r2(Yp, P, axis=0)
     F, R = len(groups), n_repeats
     if not F or not R: return r2, null, {f: np.full(nc, np.nan) for f in groups}
-    perms = rng.permuted(np.tile(np.arange(n), (F*R, 1)), axis=1)
+    order = np.argsort(base, kind='stable')
     Xp = np.repeat(X[None], F*R, 0)
-    for i, cols in enumerate(groups.values()):
-        sl = slice(i*R, (i + 1)*R)
-        Xp[sl, :, cols[0]:cols[-1] + 1] = X[perms[sl]][:, :, cols[0]:cols[-1] + 1]
+    for i, (f, cols) in enumerate(groups.items()):
+        cs = slice(cols[0], cols[-1] + 1)
+        for r in range(R):
+            if level[f]: src = first[rng.permutation(G)][base]                           # a base's value moves to another base
+            else: src = np.empty(n, int); src[order] = order[np.argsort(base[order] + rng.random(n), kind='stable')]
+            Xp[i*R + r, :, cs] = X[src, cs]
     pred = np.empty((F*R, n, nc))
     for tr, te, mu, sd, A in fits:
         Z = ((Xp[:, te] - mu)/sd).reshape(-1, X.shape[1])
@@ -104,7 +153,7 @@ def _drivers_block(Y, X, groups, *, n_splits, n_perm, n_repeats, ridge_alpha, se
 def drift_drivers(cube:xr.Dataset, # a drift cube
                   *,
                   features:list|None=None, # model coordinates to use; default: all but base/family, identifiers and constants
-                  n_splits:int=5, # cross-validation folds
+                  n_splits:int=5, # cross-validation folds (whole bases; at most the number of bases)
                   n_perm:int=200, # target permutations for the null distribution of R2
                   n_repeats:int=5, # shuffles per feature for permutation importance
                   ridge_alpha:float=1.0, # ridge penalty (columns standardised)
@@ -124,6 +173,7 @@ def drift_drivers(cube:xr.Dataset, # a drift cube
     min_n = 2*n_splits
     Yall = cube.safety_drift.sel(model=ders).transpose('model', 'benchmark', 'metric').values.reshape(len(ders), -1)
     ok = np.isfinite(Yall)
+    bcode = np.unique(np.array([str(b) for b in cube.base.sel(model=ders).values]), return_inverse=True)[1]
     nm.flat[:] = ok.sum(0)
     enough = ok.sum(0) >= min_n
     if feats and enough.any():
@@ -132,7 +182,8 @@ def drift_drivers(cube:xr.Dataset, # a drift cube
         with threadpool_limits(1, user_api='blas'):   # matrices of a few hundred rows: BLAS threads only add waiting
             for key, js in patterns.items():
                 rows = np.flatnonzero(ok[:, js[0]])
-                r, null, im = _drivers_block(Yall[np.ix_(rows, js)], X[rows], groups, n_splits=n_splits, n_perm=n_perm,
+                bc = np.unique(bcode[rows], return_inverse=True)[1]
+                r, null, im = _drivers_block(Yall[np.ix_(rows, js)], X[rows], groups, bc, n_splits=n_splits, n_perm=n_perm,
                                              n_repeats=n_repeats, ridge_alpha=ridge_alpha, seed=seed)
                 r2.flat[js] = r
                 with np.errstate(invalid='ignore'):
@@ -140,7 +191,10 @@ def drift_drivers(cube:xr.Dataset, # a drift cube
                 nmean.flat[js] = np.nanmean(null, 0) if n_perm else np.nan
                 n95.flat[js] = np.nanquantile(null, 0.95, axis=0) if n_perm else np.nan
                 for i, f in enumerate(feats): imp[i].flat[js] = im[f]
-    qv = bh_qvalues(pv)
+    hyp = hypothesis_cells(cube).sel(model=ders).any('model').transpose('benchmark', 'metric').values
+    qv = bh_qvalues(np.where(hyp, pv, np.nan))
+    part = partner_index(cube)
+    qv = np.where(hyp, qv, qv[:, part])                                    # a complement takes its partner's q-value
     signal = (qv < alpha) & (r2 > 0)
     bl = cube.benchmark.values; ml = cube.metric.values
     if not feats:
@@ -165,14 +219,16 @@ def drift_drivers(cube:xr.Dataset, # a drift cube
         'r2': (d2, r2, {'description': 'cross-validated (out-of-fold) R2 of ridge regression of safety drift on the features'}),
         'r2_null_mean': (d2, nmean, {'description': 'mean R2 over target permutations'}),
         'r2_null_q95': (d2, n95, {'description': '95th percentile of R2 over target permutations'}),
-        'p_value': (d2, pv, {'description': '(1 + #{permutation R2 >= R2}) / (1 + n_perm)'}),
+        'p_value': (d2, pv, {'description': '(1 + #{permutation R2 >= R2}) / (1 + n_perm); permutations keep the base structure'}),
         'q_value': (d2, qv, {'description': 'Benjamini-Hochberg adjusted p_value over cells'}),
         'signal': (d2, signal, {'description': f'q_value < {alpha} and R2 > 0'}),
         'n_models': (d2, nm, {'description': 'derivatives with a safety drift'}),
-        'importance': (('feature',) + d2, imp, {'description': 'drop in out-of-fold R2 when the feature is shuffled across derivatives'})},
+        'importance': (('feature',) + d2, imp, {'description': 'drop in out-of-fold R2 when the feature is shuffled (across bases when constant within each, else within bases)'})},
         coords={'benchmark': bl, 'metric': ml, 'feature': np.array(feats, dtype=object),
                 **{k: cube[k] for k in cube.coords if cube[k].dims in (('benchmark',), ('metric',))}})
     ds.attrs = {'analysis': 'drift_drivers', 'summary': summary, 'model': f'ridge (alpha={ridge_alpha}) on standardised columns',
+                'cv': 'folds of whole bases (one base: ordinary shuffled folds)',
+                'null': 'targets permuted keeping the base structure: base means across bases, deviations within bases',
                 'columns': ', '.join(names), 'skipped_features': '; '.join(f'{k}: {v}' for k, v in skipped.items()),
                 'n_splits': int(n_splits), 'n_perm': int(n_perm), 'n_repeats': int(n_repeats), 'seed': int(seed),
                 'alpha': float(alpha), **cube_provenance(cube)}

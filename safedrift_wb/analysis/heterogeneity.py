@@ -7,21 +7,99 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 from ..schema import SchemaError
+from scipy import stats
 from ..stats import dersimonian_laird, z_value
 from .common import check_cube, derivatives, cube_provenance, model_coord_names
 
 # %% auto #0
-__all__ = ['heterogeneity']
+__all__ = ['mv_random_effects', 'heterogeneity']
 
 # %% ../../nbs/15_heterogeneity.ipynb #f13b4c19
+def _inv(A):
+    "Batched inverse of symmetric matrices; the pseudo-inverse when one is singular."
+    try: return np.linalg.inv(A)
+    except np.linalg.LinAlgError: return np.linalg.pinv(A, hermitian=True)
+
+def _block_stats(V, ok, yy, blocks, add=0.0):
+    "Per block of (V + add I): W 1, trace W, and a function r -> r' W r (missing rows dropped)."
+    if V.ndim == yy.ndim:                                                    # independent: V holds variances
+        w = np.where(ok, 1/np.where(ok, V + add, 1.0), 0.0)
+        return w, w.sum(-1), lambda r: (w*r*r).sum(-1)
+    W1 = np.zeros(yy.shape); tr = np.zeros(yy.shape[:-1]); Ws = []
+    for g in np.unique(blocks):
+        I = np.flatnonzero(blocks == g)
+        o = ok[..., I]; o2 = o[..., :, None] & o[..., None, :]
+        A = np.where(o2, np.nan_to_num(V[..., I[:, None], I[None, :]]), 0.0)   # missing rows decoupled ...
+        A = A + np.eye(len(I))*np.where(o, np.asarray(add)[..., None], 1.0)[..., None, :]   # ... with a unit diagonal
+        Wg = np.where(o2, _inv(A), 0.0)
+        W1[..., I] = (Wg*o[..., None, :]).sum(-1)
+        tr += np.trace(Wg, axis1=-2, axis2=-1); Ws.append((I, Wg))
+    return W1, tr, lambda r: sum(np.einsum('...i,...ij,...j->...', r[..., I], Wg, r[..., I]) for I, Wg in Ws)
+
+def mv_random_effects(y:np.ndarray, # effects, studies on the last axis (..., k); NaN left out
+                      V:np.ndarray, # their covariance (..., k, k), or variances (..., k) when independent
+                      *, blocks:np.ndarray|None=None, # (k,) codes: V is zero between studies of different blocks (faster)
+                      ci_prob:float=0.95, # coverage of the interval of the pooled effect
+                     ) -> dict:
+    "Random effects with correlated sampling errors: GLS mean, multivariate Q, method-of-moments tau2, I2 (keys as `dersimonian_laird`)."
+    y = np.asarray(y, float); V = np.asarray(V, float)
+    d = V if V.ndim == y.ndim else np.diagonal(V, 0, -2, -1)
+    ok = np.isfinite(y) & np.isfinite(d) & (d > 0)
+    blocks = np.zeros(y.shape[-1], int) if blocks is None else np.asarray(blocks)
+    yy = np.where(ok, y, 0.0); k = ok.sum(-1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        W1, trW, quad = _block_stats(V, ok, yy, blocks)
+        sw = W1.sum(-1)
+        mu_fe = (W1*yy).sum(-1)/sw
+        q = quad(np.where(ok, yy - mu_fe[..., None], 0.0))
+        df = k - 1
+        c = trW - (W1**2).sum(-1)/sw
+        tau2 = np.where(k >= 2, np.maximum(0.0, (q - df)/np.where(c > 0, c, np.nan)), np.nan)
+        tau2 = np.where((k >= 2) & ~(c > 0), 0.0, tau2)
+        t2 = np.nan_to_num(tau2)
+        Wr1, _, _ = _block_stats(V, ok, yy, blocks, add=t2[..., None] if V.ndim == y.ndim else t2)
+        swr = Wr1.sum(-1)
+        mu = (Wr1*yy).sum(-1)/swr
+        se_mu = np.sqrt(1/swr)
+        i2 = np.where(q > 0, np.maximum(0.0, (q - df)/np.where(q > 0, q, 1)), 0.0)
+        p = stats.chi2.sf(q, np.maximum(df, 1))
+    z = z_value(ci_prob)
+    none, few = k == 0, k < 2
+    nan = lambda a, m: np.where(m, np.nan, a)
+    return {'mean': nan(mu, none), 'se': nan(se_mu, none), 'lower': nan(mu - z*se_mu, none), 'upper': nan(mu + z*se_mu, none),
+            'tau2': nan(tau2, few), 'i2': nan(i2, few), 'q': nan(q, few), 'q_p_value': nan(p, few), 'k': k}
+
+# %% ../../nbs/15_heterogeneity.ipynb #acd965bf
 def _drift_se(cube):
-    "Standard error of each drift from the width of its interval; zero widths get half an item's worth."
+    "Standard error of each drift implied by the width of its interval; zero widths get the rule-of-three sqrt(3)/n."
     z = z_value(cube.attrs.get('ci_prob', 0.95))
     se = (cube.drift_ci.sel(ci_bound='upper') - cube.drift_ci.sel(ci_bound='lower'))/(2*z)
     n = cube['n_items'].astype(float)
     if 'n_shared' in cube: n = cube['n_shared'].where(cube['n_shared'] > 0, n)   # aggregate cubes pair nothing
-    floor = 1/(2*n.where(n > 0))
+    floor = np.sqrt(3)/n.where(n > 0)
     return xr.where(se > 0, se, floor.where(se == 0)).drop_vars('ci_bound', errors='ignore')
+
+def _drift_cov(c, ms, se):
+    "(benchmark, metric, model, peer) covariance of the drifts of models `ms`: blocks made unbiased for inversion, diagonal floored."
+    V = c['drift_cov'].sel(model=ms, peer=ms).transpose('benchmark', 'metric', 'model', 'peer').values
+    V = np.where(np.isfinite(V), V, 0.0)
+    k = len(ms); idx = np.arange(k)
+    y = c['safety_drift'].sel(model=ms).transpose('benchmark', 'metric', 'model').values
+    n = c['n_shared'].sel(model=ms).transpose('benchmark', 'metric', 'model').values.astype(float) if 'n_shared' in c else np.zeros(y.shape)
+    bid = np.unique(np.array([str(b) for b in c.base.sel(model=ms).values]), return_inverse=True)[1]
+    same = bid[:, None] == bid[None, :]
+    J = (np.isfinite(y)[..., None, :] & same).sum(-1)                          # derivatives with a drift in each one's block
+    with np.errstate(invalid='ignore', divide='ignore'):
+        f = np.where((J >= 2) & (n > J + 2), (n - 1)/(n - J - 2), 1.0)          # E[S^-1] = (n-1)/(n-p-2) Sigma^-1 for a p x p block
+    V = V*np.sqrt(f[..., :, None]*f[..., None, :])
+    s2 = se.sel(model=ms).values**2
+    d = V[..., idx, idx]
+    with np.errstate(invalid='ignore', divide='ignore'):
+        a = np.where((d > 0) & np.isfinite(s2), np.fmax(1.0, s2/np.where(d > 0, d, 1)), 1.0)   # raise a row to the floor, keeping correlations
+    V = V*np.sqrt(a[..., :, None]*a[..., None, :])
+    d = V[..., idx, idx]
+    V[..., idx, idx] = np.where(d > 0, d, np.where(np.isfinite(s2) & (s2 > 0), s2, np.nan))      # no variance seen: the interval's
+    return V
 
 def _group_values(cube, ders, by):
     if by is None: return [(None, ders)]
@@ -30,18 +108,26 @@ def _group_values(cube, ders, by):
     vals = cube[by].sel(model=ders).values
     return [(g, ders[vals == g]) for g in sorted(set(vals.tolist()))]
 
+def _n_bases(c, ms, y):
+    "Distinct bases among the derivatives with a drift, per cell."
+    bid = np.unique(np.array([str(b) for b in c.base.sel(model=ms).values]), return_inverse=True)[1]
+    have = np.isfinite(y)[..., None] & (bid[:, None] == np.arange(bid.max() + 1))
+    return have.any(-2).sum(-1)
+
 def heterogeneity(cube:xr.Dataset, # a drift cube
                   *,
                   by:str|None=None, # a model coordinate (domain, family, method ...) to analyse each group apart
                   alpha:float=0.05, # FDR level for frac_safer / frac_less_safe
                   ci_prob:float|None=None, # coverage of the pooled mean's interval (default: the cube's)
                  ) -> xr.Dataset:
-    "Random-effects (DerSimonian-Laird) meta-analysis of derivatives' safety drifts per benchmark x metric [x group]."
+    "Random-effects meta-analysis of derivatives' safety drifts per benchmark x metric [x group], with the covariance of derivatives sharing a base."
     check_cube(cube, ['safety_drift', 'drift_ci', 'q_value'], 'heterogeneity')
     ders = derivatives(cube)
     if not len(ders): raise SchemaError("heterogeneity: the cube has no derivative (every model is a root)")
     ci_prob = float(cube.attrs.get('ci_prob', 0.95) if ci_prob is None else ci_prob)
     c = cube.sel(model=ders)
+    has_cov = 'drift_cov' in c
+    if has_cov and 'peer' in c['drift_cov'].dims: c = c.sel(peer=ders)
     se = _drift_se(c).transpose('benchmark', 'metric', 'model')
     y = c.safety_drift.transpose('benchmark', 'metric', 'model')
     sig = (c.q_value < alpha).transpose('benchmark', 'metric', 'model')
@@ -49,7 +135,9 @@ def heterogeneity(cube:xr.Dataset, # a drift cube
     out = []
     for g, ms in _group_values(cube, ders, by):
         yy, ss, sg, tt = (a.sel(model=ms).values for a in (y, se, sig, tested))
-        r = dersimonian_laird(yy, ss, ci_prob=ci_prob)
+        blocks = np.unique(np.array([str(b) for b in c.base.sel(model=ms).values]), return_inverse=True)[1]
+        r = (mv_random_effects(yy, _drift_cov(c, ms, se), blocks=blocks, ci_prob=ci_prob) if has_cov else
+             dersimonian_laird(yy, ss, ci_prob=ci_prob))
         nt = tt.sum(-1)
         with np.errstate(invalid='ignore', divide='ignore'):
             fs = np.where(nt > 0, (sg & (yy > 0)).sum(-1)/np.maximum(nt, 1), np.nan)
@@ -59,19 +147,23 @@ def heterogeneity(cube:xr.Dataset, # a drift cube
             'mean': (d2, r['mean'], {'description': 'random-effects pooled safety drift (positive = safer)'}),
             'mean_ci': (d2 + ('ci_bound',), np.stack([r['lower'], r['upper']], -1), {'description': 'interval of mean', 'ci_prob': ci_prob}),
             'mean_se': (d2, r['se'], {'description': 'standard error of mean'}),
-            'tau2': (d2, r['tau2'], {'description': 'between-derivative variance of true safety drift (DerSimonian-Laird)'}),
+            'tau2': (d2, r['tau2'], {'description': 'between-derivative variance of true safety drift (method of moments on Q)'}),
             'i2': (d2, r['i2'], {'description': 'I2: share of variation beyond sampling error, in [0, 1]'}),
-            'q': (d2, r['q'], {'description': "Cochran's Q"}),
-            'q_p_value': (d2, r['q_p_value'], {'description': "chi-square p-value of Cochran's Q (k - 1 df): homogeneity test"}),
+            'q': (d2, r['q'], {'description': "Cochran's Q (multivariate: GLS quadratic form with the drifts' covariance)"}),
+            'q_p_value': (d2, r['q_p_value'], {'description': "chi-square p-value of Q (k - 1 df): homogeneity test"}),
             'n_models': (d2, r['k'], {'description': 'derivatives in the meta-analysis (drift and standard error known)'}),
+            'n_bases': (d2, _n_bases(c, ms, np.where(np.isfinite(ss) | has_cov, yy, np.nan)), {'description': 'distinct bases of those derivatives'}),
             'frac_safer': (d2, fs, {'description': f'share of tested derivatives significantly safer (q < {alpha})'}),
             'frac_less_safe': (d2, fl, {'description': f'share of tested derivatives significantly less safe (q < {alpha})'})},
             coords={'benchmark': cube.benchmark.values, 'metric': cube.metric.values, 'ci_bound': ['lower', 'upper'],
                     **{k: cube[k] for k in cube.coords if cube[k].dims in (('benchmark',), ('metric',))}})
         out.append(ds if g is None else ds.expand_dims({by: [g]}))
     res = out[0] if by is None else xr.concat(out, dim=by, data_vars='all', coords='minimal', compat='override', join='outer')
-    res.attrs = {'analysis': 'heterogeneity', 'method': 'DerSimonian-Laird random effects (1986)', 'by': by or '',
-                 'alpha': float(alpha), 'ci_prob': ci_prob,
-                 'se_from': f"(upper - lower)/(2 z) of drift_ci, z for ci_prob={cube.attrs.get('ci_prob', 0.95)}; zero width -> 1/(2 n_shared), or 1/(2 n_items) when unpaired",
-                 **cube_provenance(cube)}
+    cov_from = ('drift_cov (shared-base covariance of the drifts), each base block x (n-1)/(n-p-2), diagonal floored at the interval-implied variance' if has_cov else
+                f"diagonal: (upper - lower)/(2 z) of drift_ci, z for ci_prob={cube.attrs.get('ci_prob', 0.95)}; zero width -> sqrt(3)/n_shared "
+                "(the cube has no drift_cov: derivatives sharing a base are treated as independent)")
+    res.attrs = {'analysis': 'heterogeneity', 'by': by or '', 'alpha': float(alpha), 'ci_prob': ci_prob,
+                 'method': ('multivariate random effects: GLS mean, Q with the drifts\' covariance, tau2 by the method of moments '
+                            '(DerSimonian-Laird generalised; Jackson, White & Riley 2010)') if has_cov else 'DerSimonian-Laird random effects (1986)',
+                 'covariance': cov_from, 'se_from': cov_from, **cube_provenance(cube)}
     return res

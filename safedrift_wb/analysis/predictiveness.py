@@ -8,11 +8,12 @@ import warnings
 import numpy as np
 import xarray as xr
 from ..schema import SchemaError
-from ..stats import spearman_rows, fisher_interval, rank_flips
+from scipy import stats as sps
+from ..stats import spearman_rows, rank_flips
 from .common import check_cube, derivatives, cube_provenance, model_coord_names
 
 # %% auto #0
-__all__ = ['predictiveness']
+__all__ = ['base_bootstrap_interval', 'predictiveness']
 
 # %% ../../nbs/16_predictiveness.ipynb #7581117d
 def _loo_shift(diff, base_id, group):
@@ -29,10 +30,61 @@ def _loo_shift(diff, base_id, group):
             out = np.where(den > 0, num/np.where(den > 0, den, 1), out)
     return out
 
+def _weighted_spearman(x, y, ok, bid, Wb):
+    "Spearman correlation of (x, y) per cell (..., n) when base g's pairs are counted Wb[r, g] times, for every row r of Wb."
+    G = Wb.shape[1]
+    oh = (bid[:, None] == np.arange(G)).astype(float)                         # (n, G)
+    def ranks(v):
+        okj = ok[..., None, :]
+        le = (((v[..., None, :] < v[..., :, None]) + 0.5*(v[..., None, :] == v[..., :, None])) * okj) @ oh   # (..., n, G)
+        return Wb @ np.swapaxes(le, -1, -2) + 0.5                                  # (..., R, n): average ranks
+    w = np.where(ok[..., None, :], Wb[:, bid], 0.0)                           # (..., R, n)
+    rx, ry = ranks(np.where(ok, x, 0.0)), ranks(np.where(ok, y, 0.0))
+    with np.errstate(invalid='ignore', divide='ignore'):
+        sw = w.sum(-1, keepdims=True)
+        mx, my = (w*rx).sum(-1, keepdims=True)/sw, (w*ry).sum(-1, keepdims=True)/sw
+        cxy = (w*(rx - mx)*(ry - my)).sum(-1); cxx = (w*(rx - mx)**2).sum(-1); cyy = (w*(ry - my)**2).sum(-1)
+        return np.where((cxx > 0) & (cyy > 0), cxy/np.sqrt(cxx*cyy), np.nan)
+
+def base_bootstrap_interval(x:np.ndarray, # base scores of the pairs, cells on leading axes (..., n); NaN not observed
+                            y:np.ndarray, # derivative scores, same shape
+                            bid:np.ndarray, # (n,) base of each pair, codes 0..G-1
+                            *, n_boot:int=500, # resamples of bases
+                            ci_prob:float=0.95, # coverage
+                            seed:int=0, # seed of the resampling
+                           ) -> tuple:
+    "Interval of Spearman's rho resampling whole bases: Fisher z +- t(G-1) x bootstrap SE (x sqrt(G/(G-1))); and leave-one-base-out rhos."
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    G, lead, n = int(bid.max()) + 1, x.shape[:-1], x.shape[-1]
+    Wb = np.random.default_rng(seed).multinomial(G, np.full(G, 1/G), size=n_boot).astype(float)
+    xf, yf, of = x.reshape(-1, n), y.reshape(-1, n), ok.reshape(-1, n)
+    zb, lobo = np.empty((len(xf), n_boot)), np.empty((len(xf), G))
+    step = max(1, int(16e6 // (8*n_boot*max(n, 1))))                        # cells per chunk: ~16 MB per array
+    for s in range(0, len(xf), step):
+        sl = slice(s, s + step)
+        zb[sl] = np.arctanh(np.clip(_weighted_spearman(xf[sl], yf[sl], of[sl], bid, Wb), -0.9999, 0.9999))
+        lobo[sl] = _weighted_spearman(xf[sl], yf[sl], of[sl], bid, 1 - np.eye(G))
+    zb, lobo = zb.reshape(lead + (n_boot,)), lobo.reshape(lead + (G,))
+    g_here = (ok[..., None, :] & (bid == np.arange(G)[:, None])).any(-1)       # bases with a pair in the cell
+    lobo = np.where(g_here, lobo, np.nan)
+    rho = _weighted_spearman(x, y, ok, bid, np.ones((1, G)))[..., 0]
+    ge = g_here.sum(-1)
+    with np.errstate(invalid='ignore', divide='ignore'), warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        se = np.nanstd(zb, -1, ddof=1)*np.sqrt(ge/np.maximum(ge - 1, 1))
+        t = sps.t.ppf(0.5 + ci_prob/2, np.maximum(ge - 1, 1))
+        z = np.arctanh(np.clip(rho, -0.9999, 0.9999))
+        lo, hi = np.tanh(z - t*se), np.tanh(z + t*se)
+    bad = ge < 3
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi), lobo
+
 def predictiveness(cube:xr.Dataset, # a drift cube
                    *,
                    by:str='domain', # model coordinate whose groups share a mean drift in the "base + drift" rule
                    ci_prob:float=0.95, # coverage of the rank correlation's interval
+                   n_boot:int=500, # resamples of bases for the interval
+                   seed:int=0, # seed of the resampling
                   ) -> xr.Dataset:
     "Per benchmark x metric: how well base scores predict derivative scores (rank correlation, errors, rank flips)."
     check_cube(cube, ['score'], 'predictiveness')
@@ -48,25 +100,39 @@ def predictiveness(cube:xr.Dataset, # a drift cube
     sb, sdv = np.where(ok, sb, np.nan), np.where(ok, sdv, np.nan)
     n = ok.sum(-1)
     rho, _ = spearman_rows(sb, sdv)
-    lo, hi = fisher_interval(rho, n, ci_prob=ci_prob)
     err0 = sdv - sb
     _, bid = np.unique(bases, return_inverse=True)
     _, gid = np.unique(np.array([str(v) for v in cube[by].sel(model=ders).values]), return_inverse=True)
+    G = int(bid.max()) + 1 if len(bid) else 0
+    if G: lo, hi, lobo = base_bootstrap_interval(sb, sdv, bid, n_boot=n_boot, ci_prob=ci_prob, seed=seed)
+    else: lo = hi = np.full(n.shape, np.nan); lobo = np.full(n.shape + (1,), np.nan)
+    m_g = (ok[..., None, :] & (bid == np.arange(G)[:, None])).sum(-1)             # pairs per base per cell
+    nb = (m_g > 0).sum(-1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        n_eff = np.where(n > 0, n.astype(float)**2/(m_g**2).sum(-1), 0.0)
+    reason = np.where(nb < 3, np.char.add(np.char.add('only ', nb.astype(str)), ' base(s) with pairs: a rank correlation across bases needs at least 3'),
+                      np.where(n < 4, 'fewer than 4 pairs', '')).astype(object)
+    rho = np.where(reason == '', rho, np.nan)
+    lo, hi = np.where(reason == '', lo, np.nan), np.where(reason == '', hi, np.nan)
     shift = _loo_shift(err0.reshape(-1, len(ders)), bid, gid).reshape(err0.shape)
     err1 = err0 - shift
     with np.errstate(invalid='ignore'), warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
         mae0, rmse0 = np.nanmean(np.abs(err0), -1), np.sqrt(np.nanmean(err0**2, -1))
         mae1, rmse1 = np.nanmean(np.abs(np.where(ok, err1, np.nan)), -1), np.sqrt(np.nanmean(np.where(ok, err1, np.nan)**2, -1))
+        lmin, lmax = np.nanmin(np.where(nb[..., None] >= 4, lobo, np.nan), -1), np.nanmax(np.where(nb[..., None] >= 4, lobo, np.nan), -1)
     flip, ncomp = rank_flips(sb, sdv)
-    nb = np.array([[len(set(bases[ok[i, j]])) for j in range(ok.shape[1])] for i in range(ok.shape[0])])
     d2 = ('benchmark', 'metric')
     ds = xr.Dataset({
         'n_pairs': (d2, n, {'description': 'base -> derivative pairs with both scores'}),
         'n_bases': (d2, nb, {'description': 'distinct bases among those pairs'}),
-        'rank_corr': (d2, rho, {'description': 'Spearman rank correlation of base and derivative scores across pairs'}),
+        'n_eff_bases': (d2, n_eff, {'description': "effective number of bases: Kish's (sum m)^2 / sum m^2 over pairs per base"}),
+        'rank_corr': (d2, rho, {'description': 'Spearman rank correlation of base and derivative scores across pairs (NaN: see reason)'}),
         'rank_corr_ci': (d2 + ('ci_bound',), np.stack([lo, hi], -1), {
-            'description': 'Fisher-z interval of rank_corr, variance 1.06/(n-3) (Fieller, Hartley & Pearson 1957)', 'ci_prob': ci_prob}),
+            'description': 'interval of rank_corr resampling whole bases: Fisher z +- t(G-1) bootstrap SE', 'ci_prob': ci_prob}),
+        'rank_corr_lobo_min': (d2, lmin, {'description': 'smallest rank_corr when one base and its derivatives are left out (4+ bases)'}),
+        'rank_corr_lobo_max': (d2, lmax, {'description': 'largest rank_corr when one base and its derivatives are left out (4+ bases)'}),
+        'reason': (d2, reason, {'description': "why rank_corr is NaN ('' when it is not)"}),
         'mae_base': (d2, mae0, {'description': 'mean absolute error of "derivative = base"'}),
         'rmse_base': (d2, rmse0, {'description': 'root mean squared error of "derivative = base"'}),
         'mae_shift': (d2, mae1, {'description': f'mean absolute error of "derivative = base + mean drift of its {by}" (leave-one-base-out)'}),
@@ -75,6 +141,7 @@ def predictiveness(cube:xr.Dataset, # a drift cube
         'n_comparable': (d2, ncomp, {'description': 'derivative pairs with different, untied base scores and untied scores'})},
         coords={'benchmark': cube.benchmark.values, 'metric': cube.metric.values, 'ci_bound': ['lower', 'upper'],
                 **{k: cube[k] for k in cube.coords if cube[k].dims in (('benchmark',), ('metric',))}})
-    ds.attrs = {'analysis': 'predictiveness', 'by': by, 'ci_prob': float(ci_prob),
-                'rank_corr_ci_method': 'Fisher z, variance 1.06/(n-3)', **cube_provenance(cube)}
+    ds.attrs = {'analysis': 'predictiveness', 'by': by, 'ci_prob': float(ci_prob), 'n_boot': int(n_boot), 'seed': int(seed),
+                'rank_corr_ci_method': ('bootstrap of whole bases (derivatives stay with their base): Fisher z of rho +- t quantile '
+                                        '(G - 1 df) x bootstrap SE x sqrt(G/(G - 1)); NaN below 3 bases'), **cube_provenance(cube)}
     return ds

@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
-from ..cube import cube_from_scores
+from scipy import special
+from ..cube import build_cube, cube_from_scores
 from ..schema import metric_directions
 
 # %% auto #0
-__all__ = ['SYNTHETIC_METRICS', 'synthetic_tables', 'synthetic_cube']
+__all__ = ['SYNTHETIC_METRICS', 'synthetic_tables', 'synthetic_cube', 'synthetic_family_items', 'synthetic_family_cube']
 
 # %% ../../nbs/11_synthetic.ipynb #b38525bb
 SYNTHETIC_METRICS = ['refusal_rate', 'over_refusal', 'asr', 'toxicity', 'accuracy', 'harmful_compliance',
@@ -94,3 +95,92 @@ def synthetic_cube(n_models:int=24, # models in all, roots included
     cube = cube_from_scores(scores, models, ci_prob=ci_prob, categories={b: _CATEGORIES[i % len(_CATEGORIES)] for i, b in enumerate(benches)},
                             provenance={'synthetic': True, 'seed': int(seed), **{k: repr(v) for k, v in kwargs.items()}})
     return cube
+
+# %% ../../nbs/11_synthetic.ipynb #ca0e5036
+def _family_models(n_bases, n_derivatives, rng):
+    "Model table of `n_bases` roots with `n_derivatives` each: a base-level feature and derivative-level ones."
+    bases = [f'base-{b}' for b in range(n_bases)]
+    ders = [f'ft-{b}-{j:02d}' for b in range(n_bases) for j in range(n_derivatives)]
+    nd = len(ders)
+    size = np.round(10**rng.uniform(8, 10, n_bases), -6)
+    return pd.DataFrame({
+        'model': bases + ders, 'base': [''] * n_bases + [bases[i // n_derivatives] for i in range(nd)],
+        'family': [f'family-{b}' for b in range(n_bases)] + [f'family-{i // n_derivatives}' for i in range(nd)],
+        'domain': ['general'] * n_bases + [_DOMAINS[1 + (i % n_derivatives) % 3] for i in range(nd)],
+        'method': ['base'] * n_bases + [['lora', 'full'][(i % n_derivatives) // 3 % 2] for i in range(nd)],
+        'base_params': np.r_[size, size[np.arange(nd) // n_derivatives]],
+        'lr': np.r_[np.full(n_bases, np.nan), 10**rng.uniform(-5, -3, nd)],
+        'steps': np.r_[np.zeros(n_bases, int), rng.choice([100, 500, 1000, 2000], nd)]}).set_index('model')
+
+def synthetic_family_items(n_bases:int=4, # roots
+                           n_derivatives:int=8, # derivatives of each root
+                           n_items:int=200, # items per benchmark
+                           *,
+                           n_bench:int=4, # benchmarks (ignored when `benchmarks` is given)
+                           metrics:list|None=None, # metric names (default ['refusal_rate'])
+                           benchmarks:dict|None=None, # benchmark -> (category, [metrics]) instead of n_bench x metrics
+                           complements:dict|None=None, # metric -> partner: drawn as 1 - partner on the same items
+                           drift=0.0, # planted safety drift, broadcastable to (bases, derivatives, benchmarks, metrics)
+                           tau:float=0.0, # sd of true drift between derivatives and cells
+                           rho:float=0.6, # latent correlation of a derivative's answer with its base's on an item
+                           item_r:float=0.3, # share of latent variance from item difficulty common to all models
+                           base_rate:tuple=(0.2, 0.8), # the bases' rates are uniform in this range
+                           lr_effect:float=0.0, # safety drift per decade of learning rate (around 1e-4)
+                           domain_effect:dict|None=None, # domain -> safety drift added to its derivatives
+                           base_effect:float=0.0, # safety drift per decade of base_params (around 1e9): a base-level driver
+                           seed:int=0, # random seed
+                          ) -> tuple[pd.DataFrame, pd.DataFrame, xr.DataArray]:
+    "0/1 item results of families sharing their base's items, the model table, and the true safety drift."
+    if n_bases < 1 or n_derivatives < 1 or n_items < 2: raise ValueError(f"need n_bases >= 1, n_derivatives >= 1, n_items >= 2; got {n_bases}, {n_derivatives}, {n_items}")
+    if not (0 <= rho < 1 and 0 <= item_r < 1): raise ValueError(f"rho and item_r must be in [0, 1), got {rho}, {item_r}")
+    rng = np.random.default_rng(seed)
+    if benchmarks is None:
+        mets = list(metrics or ['refusal_rate'])
+        benchmarks = {f'bench-{i:02d}': (_CATEGORIES[i % len(_CATEGORIES)], mets) for i in range(n_bench)}
+    benches = list(benchmarks)
+    mets = sorted({k for _, ks in benchmarks.values() for k in ks})
+    comp = dict(complements or {})
+    bad = [k for k, v in comp.items() if k not in mets or v not in mets]
+    if bad: raise ValueError(f"complements: {bad} name metrics that are not drawn; metrics are {mets}")
+    dirs = metric_directions(mets)
+    models = _family_models(n_bases, n_derivatives, rng)
+    G, J, B, K = n_bases, n_derivatives, len(benches), len(mets)
+    der = models[models.base != '']
+    mu = np.broadcast_to(np.asarray(drift, float), (G, J, B, K)).copy() + tau*rng.standard_normal((G, J, B, K))
+    mu += lr_effect*np.log10(der['lr'].to_numpy()/1e-4).reshape(G, J)[..., None, None]
+    mu += np.array([(domain_effect or {}).get(d, 0.0) for d in der['domain']]).reshape(G, J)[..., None, None]
+    mu += base_effect*np.log10(der['base_params'].to_numpy()/1e9).reshape(G, J)[..., None, None]
+    sign = np.where([dirs[k] for k in mets], 1.0, -1.0)
+    pb = rng.uniform(*base_rate, (G, 1, B, K))
+    pd_ = np.clip(pb + sign*mu, 0.01, 0.99)
+    truth = (pd_ - pb)*sign                                             # after clipping: the drift that was drawn
+    z = rng.standard_normal((1, 1, B, K, n_items))
+    Lb = np.sqrt(item_r)*z + np.sqrt(1 - item_r)*rng.standard_normal((G, 1, B, K, n_items))
+    Ld = np.sqrt(rho)*Lb + np.sqrt(1 - rho)*rng.standard_normal((G, J, B, K, n_items))
+    xb = (Lb < special.ndtri(pb)[..., None]).astype(float)
+    xd = (Ld < special.ndtri(pd_)[..., None]).astype(float)
+    for k, partner in comp.items():                                     # 1 - partner, same items, same draw
+        ki, pi = mets.index(k), mets.index(partner)
+        xb[..., ki, :], xd[..., ki, :] = 1 - xb[..., pi, :], 1 - xd[..., pi, :]
+        truth[..., ki] = truth[..., pi]*sign[ki]*sign[pi]*-1
+    X = np.concatenate([xb[:, 0], xd.reshape(G*J, B, K, n_items)])     # (models, B, K, items), roots first
+    use = np.array([[k in benchmarks[b][1] for k in mets] for b in benches])
+    mi, bi, ki, ii = np.meshgrid(np.arange(len(models)), np.arange(B), np.arange(K), np.arange(n_items), indexing='ij')
+    keep = use[bi, ki].ravel()
+    items = pd.DataFrame({'model': models.index.to_numpy()[mi.ravel()[keep]], 'benchmark': np.array(benches)[bi.ravel()[keep]],
+                          'metric': np.array(mets)[ki.ravel()[keep]], 'item': np.char.add('i', ii.ravel()[keep].astype(str)),
+                          'value': X.ravel()[keep],
+                          'category': np.array([benchmarks[b][0] for b in benches])[bi.ravel()[keep]]})
+    t = truth.reshape(G*J, B, K)
+    t = np.where(use[None], t, np.nan)
+    true = xr.DataArray(np.concatenate([np.full((G, B, K), np.nan), t]), dims=('model', 'benchmark', 'metric'),
+                        coords={'model': models.index.to_numpy(), 'benchmark': benches, 'metric': mets}, name='true_safety_drift')
+    return items, models, true
+
+def synthetic_family_cube(*args, # arguments of `synthetic_family_items`
+                          n_boot:int=500, # bootstrap resamples of `build_cube`
+                          **kwargs, # options of `synthetic_family_items`
+                         ) -> tuple[xr.Dataset, xr.DataArray]:
+    "A cube built by `build_cube` from `synthetic_family_items`, and the true safety drift."
+    items, models, true = synthetic_family_items(*args, **kwargs)
+    return build_cube(items, models, n_boot=n_boot, seed=kwargs.get('seed', 0)), true

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 # %% auto #0
-__all__ = ['SchemaError', 'UsageError', 'PlanError']
+__all__ = ['SchemaError', 'UsageError', 'PlanError', 'UnpairedItemsWarning']
 
 # %% ../../nbs/00a_errors.ipynb #c8b7bb4c
 class SchemaError(ValueError):
@@ -17,3 +17,6 @@ class UsageError(ValueError):
 
 class PlanError(UsageError):
     "A plan file is malformed; the message names the file, the key and what is wrong."
+
+class UnpairedItemsWarning(UserWarning):
+    "Many of a model's items have no partner in its base: the drift rests on the shared items only (see `n_shared`)."

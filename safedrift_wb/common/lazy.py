@@ -4,11 +4,26 @@
 
 # %% ../../nbs/00f_lazy.ipynb #638e2688
 from __future__ import annotations
-import importlib
+import importlib, importlib.util
 from typing import Callable, Iterable, Mapping
 
 # %% auto #0
-__all__ = ['lazy_table', 'lazy_attributes']
+__all__ = ['EXTRAS', 'missing_extra', 'lazy_table', 'lazy_attributes']
+
+# %% ../../nbs/00f_lazy.ipynb #b2f8d1a5
+EXTRAS = {  # top-level package -> the extra of `pip install "safedrift_wb[EXTRA]"` that brings it
+    **dict.fromkeys(['torch', 'transformers', 'tokenizers', 'datasets', 'accelerate', 'gguf', 'peft', 'safetensors',
+                     'huggingface_hub', 'profanity_check'], 'eval'),
+    **dict.fromkeys(['ipywidgets', 'jupyterlab'], 'lab'),
+    **dict.fromkeys(['dask', 'distributed'], 'dist'),
+}
+
+def missing_extra(e:BaseException, # an error raised by an import
+                 ) -> str|None:
+    "One line naming the missing package and the extra that installs it, or None when `e` is not about such a package."
+    pkg = (getattr(e, 'name', None) or '').split('.')[0]
+    if not isinstance(e, ImportError) or pkg not in EXTRAS or importlib.util.find_spec(pkg) is not None: return None
+    return f'needs {pkg}, which the light install leaves out: pip install "safedrift_wb[{EXTRAS[pkg]}]"'
 
 # %% ../../nbs/00f_lazy.ipynb #7af5817c
 def lazy_table(modules:Mapping[str, Iterable[str]], # module path -> the names it defines
@@ -22,5 +37,10 @@ def lazy_attributes(package:str, # the package's `__name__`, for error messages
     "A module `__getattr__` that imports `table[name]` on first access and returns its `name`."
     def __getattr__(name:str):
         if name not in table: raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(table[name]), name)
+        try: mod = importlib.import_module(table[name])
+        except ModuleNotFoundError as e:
+            hint = missing_extra(e)
+            if hint is None: raise
+            raise ModuleNotFoundError(f"{package}.{name} {hint}", name=e.name) from e
+        return getattr(mod, name)
     return __getattr__

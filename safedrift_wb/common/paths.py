@@ -9,17 +9,23 @@ from pathlib import Path
 import safedrift_wb
 
 # %% auto #0
-__all__ = ['repo_root', 'project_data_dir', 'shared_data_dir', 'cache_dir']
+__all__ = ['repo_root', 'find_data_dir', 'project_data_dir', 'shared_data_dir', 'cache_dir']
 
 # %% ../../nbs/00b_paths.ipynb #a64f6eb0
 def repo_root() -> Path:
     "The folder that holds the `safedrift_wb` package (the repository root in a checkout)."
     return Path(safedrift_wb.__file__).resolve().parent.parent
 
+def find_data_dir(package:Path, # the folder of the `safedrift_wb` package
+                 ) -> Path:
+    "The data folder of an installed wheel (`package/data`) when it holds the suite, else the checkout's `data/` beside the package."
+    installed = Path(package)/'data'
+    return installed if (installed/'suite').is_dir() else Path(package).parent/'data'
+
 def project_data_dir() -> Path:
-    "The project's `data/` folder (override with `SAFEDRIFT_DATA_DIR`)."
+    "The project's data folder: `SAFEDRIFT_DATA_DIR`, else the one `find_data_dir` finds for this package."
     env = os.environ.get('SAFEDRIFT_DATA_DIR')
-    return Path(env) if env else repo_root()/'data'
+    return Path(env) if env else find_data_dir(Path(safedrift_wb.__file__).resolve().parent)
 
 def shared_data_dir() -> Path|None:
     "Folder of real public benchmark files (`../shared/data` or `SAFEDRIFT_SHARED_DATA`), or None when absent."

@@ -6,10 +6,15 @@
 __all__ = []
 
 # %% ../../nbs/30_interop.ipynb #af335917
-from .lm_eval import lm_eval_model_id, read_lm_eval
+from .logs import model_id_from_name
+from .lm_eval import lm_eval_model_id, read_lm_eval, read_lm_eval_transcripts
 from .models import infer_models
-from .inspect_logs import inspect_value, read_inspect
+from .inspect_logs import inspect_value, inspect_model_id, read_inspect, read_inspect_transcripts
 from .scores import read_scores
+from .metric_specs import MetricSpec, parse_metric_spec, declare_metrics, declared_cube
+from .import_store import read_logs, transcript_table, write_import_store
 from .cli_import import cli_import
 
-__all__ = ['lm_eval_model_id', 'read_lm_eval', 'infer_models', 'inspect_value', 'read_inspect', 'read_scores', 'cli_import']
+__all__ = ['model_id_from_name', 'lm_eval_model_id', 'read_lm_eval', 'read_lm_eval_transcripts', 'infer_models', 'inspect_value',
+           'inspect_model_id', 'read_inspect', 'read_inspect_transcripts', 'read_scores', 'MetricSpec', 'parse_metric_spec',
+           'declare_metrics', 'declared_cube', 'read_logs', 'transcript_table', 'write_import_store', 'cli_import']

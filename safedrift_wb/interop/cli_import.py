@@ -10,10 +10,9 @@ from pathlib import Path
 from ..common.args import command_parser, parse
 from ..common.errors import UsageError
 from ..common.validate import atomic_output, check_output_path, one_line
-from ..schema import SchemaError
-from .lm_eval import read_lm_eval
-from .inspect_logs import read_inspect
+from ..schema import SchemaError, read_models
 from .models import infer_models
+from .import_store import read_logs, transcript_table, write_import_store
 
 # %% auto #0
 __all__ = ['cli_import']
@@ -27,36 +26,47 @@ def _write_table(df, path):
     else: raise SchemaError(f"cannot write {p.name}: use a .parquet, .csv or .tsv file name")
     atomic_output(p, write, 'table')   # no partial file on a full disk or a permission error
 
+def _table_name(path, what):
+    if path and Path(path).suffix not in ('.parquet', '.csv', '.tsv'): raise UsageError(f"{what} {path}: use a .parquet, .csv or .tsv file name")
+
 def cli_import(argv:list|None=None, # arguments after `safedrift import`
               ) -> int:
-    "`safedrift import {lm-eval,inspect} PATH... -o ITEMS.parquet [--models-out MODELS.csv] [--rename OLD=NEW]`."
-    ap = command_parser('import', "Import other tools' per-sample logs as item results.")
-    ap.add_argument('format', choices=['lm-eval', 'inspect'], help='lm-eval: lm-evaluation-harness --log_samples output; inspect: Inspect AI logs')
+    "`safedrift import {lm-eval,inspect} PATH... [-o ITEMS.parquet] [--store RUN_DIR] [--transcripts-out T.parquet] [--models-out MODELS.csv] [--rename OLD=NEW]`."
+    ap = command_parser('import', "Import other tools' per-sample logs as item results, and their prompts and responses as a run store.")
+    ap.add_argument('format', choices=['lm-eval', 'inspect'], help='lm-eval: lm-evaluation-harness --log_samples output; inspect: Inspect AI logs (.eval or .json)')
     ap.add_argument('paths', nargs='+', help='log files or folders (searched recursively)')
-    ap.add_argument('-o', '--output', required=True, help='item results to write (.parquet, .csv or .tsv)')
+    ap.add_argument('-o', '--output', help='item results to write (.parquet, .csv or .tsv)')
+    ap.add_argument('--store', metavar='RUN_DIR', help='also write a run store with the prompts and responses (read by safedrift cube and the report)')
+    ap.add_argument('--transcripts-out', help='also write the prompts and responses per item and metric (.parquet/.csv), for safedrift report --transcripts')
+    ap.add_argument('--models', help='model table for the run store (default: inferred from the model ids)')
     ap.add_argument('--models-out', help='also write a model table inferred from the model ids (.csv), to check and edit')
     ap.add_argument('--rename', action='append', default=[], metavar='OLD=NEW', help='rename a metric (repeatable)')
     try:
         a = parse(ap, sys.argv[1:] if argv is None else list(argv))
         if a is None: return 0   # --help
+        if not a.output and not a.store: raise UsageError("the following arguments are required: -o/--output ITEMS.parquet (or --store RUN_DIR)")
         bad = [r for r in a.rename if '=' not in r or not r.split('=', 1)[0] or not r.split('=', 1)[1]]
         if bad: raise UsageError(f"--rename expects OLD=NEW, got {bad[0]!r}")
-        if Path(a.output).suffix not in ('.parquet', '.csv', '.tsv'): raise UsageError(f"-o {a.output}: use a .parquet, .csv or .tsv file name")
-        if a.models_out and Path(a.models_out).suffix not in ('.parquet', '.csv', '.tsv'): raise UsageError(f"--models-out {a.models_out}: use a .parquet, .csv or .tsv file name")
-        check_output_path(a.output, 'item results')
+        _table_name(a.output, '-o'); _table_name(a.models_out, '--models-out'); _table_name(a.transcripts_out, '--transcripts-out')
+        if a.output: check_output_path(a.output, 'item results')
         if a.models_out: check_output_path(a.models_out, 'model table')
+        if a.transcripts_out: check_output_path(a.transcripts_out, 'transcripts')
         rename = dict(r.split('=', 1) for r in a.rename)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('always')
-            items = (read_lm_eval if a.format == 'lm-eval' else read_inspect)(a.paths, rename=rename)
+            items, transcripts, units = read_logs(a.format, a.paths, rename=rename)
         for w in caught: print(f"warning: {w.message}", file=sys.stderr)
-        _write_table(items, a.output)
-        msg = (f"wrote {len(items)} item results ({items.model.nunique()} models, {items.benchmark.nunique()} benchmarks, "
-               f"{items.metric.nunique()} metrics) to {a.output}")
-        if a.models_out:
-            _write_table(infer_models(items), a.models_out)
-            msg += f"; inferred model table (check it) to {a.models_out}"
-        print(msg)
+        what = (f"{len(items)} item results ({items.model.nunique()} models, {items.benchmark.nunique()} benchmarks, "
+                f"{items.metric.nunique()} metrics)")
+        if a.output: _write_table(items, a.output)
+        msg = [f"wrote {what} to {a.output}" if a.output else f"read {what}"]
+        if a.models_out: _write_table(infer_models(items), a.models_out); msg.append(f"inferred model table (check it) to {a.models_out}")
+        if a.transcripts_out:
+            _write_table(transcript_table(items, transcripts), a.transcripts_out); msg.append(f"prompts and responses to {a.transcripts_out}")
+        if a.store:
+            write_import_store(a.store, items, transcripts, models=read_models(a.models) if a.models else None, units=units, tool=a.format)
+            msg.append(f"run store with {int((transcripts.response != '').sum())} responses to {a.store}")
+        print('; '.join(msg))
         return 0
     except (UsageError, SchemaError, OSError, UnicodeError) as e:
         print(f"safedrift import: error: {one_line(e)}", file=sys.stderr)

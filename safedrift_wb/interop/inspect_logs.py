@@ -4,16 +4,21 @@
 
 # %% ../../nbs/33_inspect.ipynb #8b553adf
 from __future__ import annotations
+import importlib, importlib.util
+import io
 import json
+import struct
 import warnings
 import zipfile
+import zlib
 import pandas as pd
 from ..schema import SchemaError, validate_items
-from .logs import find_files, as_float
+from .logs import find_files, as_float, model_id_from_name
 from ..common.validate import check_model_id, one_line
 
 # %% auto #0
-__all__ = ['inspect_value', 'read_inspect']
+__all__ = ['ZIP_ZSTD', 'inspect_value', 'inspect_model_id', 'inspect_runs', 'read_inspect', 'inspect_exchange',
+           'read_inspect_transcripts']
 
 # %% ../../nbs/33_inspect.ipynb #e0a9d27e
 _INSPECT_LETTERS = {'C': 1.0, 'I': 0.0, 'P': 0.5, 'N': 0.0}
@@ -31,22 +36,73 @@ def inspect_value(v) -> float|None:
         except ValueError: return None
     return None
 
-def _eval_zip(path):
-    "(eval spec, status, sample summaries) of an Inspect .eval archive."
+def inspect_model_id(spec:dict, # the `eval` header of an Inspect log
+                     where:str='Inspect log', # the file, for messages
+                    ) -> str:
+    "The model id of an Inspect log: `eval.model` (provider/name); a local path after the provider becomes its last folder."
+    model = str(spec.get('model') or '').strip()
+    if not model: raise SchemaError(f"{where}: the eval header lacks model")
+    provider, _, name = model.partition('/')
+    if not name: return model_id_from_name(model, f"{where}: model")
+    margs = spec.get('model_args') if isinstance(spec.get('model_args'), dict) else {}
+    if name == 'local' and margs.get('model_path'): name = str(margs['model_path'])   # `hf/local -M model_path=...`
+    name = model_id_from_name(name, f"{where}: model", slashes=False)   # provider names may hold '/': only real paths shrink
+    return check_model_id(f"{provider}/{name}", f"{where}: model", max_slashes=None, error=SchemaError)
+
+# %% ../../nbs/33_inspect.ipynb #c93c1af2
+ZIP_ZSTD = 93   # the zip compression method number of Zstandard (PKWARE APPNOTE 4.4.5), Inspect's default
+
+def _optional(name:str):
+    "An installed optional module (`zstandard`, `inspect_ai.log`), or None."
+    try: return importlib.import_module(name) if importlib.util.find_spec(name.split('.')[0]) else None
+    except ImportError: return None
+
+class _NeedsZstd(Exception): pass
+
+def _zstd_member(path, info) -> bytes:
+    "A zstd-compressed archive member read with `zstandard` (Python's zipfile reads zstd only from 3.14), its CRC checked."
+    zstd = _optional('zstandard')
+    if zstd is None: raise _NeedsZstd()
+    with open(path, 'rb') as fh:
+        fh.seek(info.header_offset)
+        head = fh.read(30)
+        if len(head) < 30 or head[:4] != b'PK\x03\x04': raise SchemaError(f"{path}: member {info.filename} has no local header")
+        n, m = struct.unpack('<HH', head[26:30])
+        fh.seek(info.header_offset + 30 + n + m)
+        raw = fh.read(info.compress_size)
+    try: data = zstd.ZstdDecompressor().stream_reader(io.BytesIO(raw), read_across_frames=True).read()
+    except zstd.ZstdError as e: raise SchemaError(f"{path}: member {info.filename} is damaged ({one_line(e)})") from None
+    if len(data) != info.file_size or zlib.crc32(data) != info.CRC:
+        raise SchemaError(f"{path}: member {info.filename} is damaged (size or CRC differs)")
+    return data
+
+def _member(z, path, name):
+    info = z.getinfo(name)
+    if info.compress_type == ZIP_ZSTD:
+        try: data = z.read(info)
+        except NotImplementedError: data = _zstd_member(path, info)
+    else: data = z.read(info)
+    return json.loads(data)
+
+def _eval_zip(path, detail:bool=False):
+    "(eval spec, status, samples) of an Inspect .eval archive; `detail`: full samples (with messages) rather than summaries."
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
-            rd = lambda n: json.loads(z.read(n))
+            rd = lambda n: _member(z, path, n)
             head = rd('header.json') if 'header.json' in names else rd('_journal/start.json') if '_journal/start.json' in names else \
                    rd('start.json') if 'start.json' in names else None
             if head is None: raise SchemaError(f"{path}: an .eval archive without header.json or _journal/start.json")
             if not isinstance(head, dict): raise SchemaError(f"{path}: the archive's header is not a JSON object; is it an Inspect .eval log?")
-            if 'summaries.json' in names: samples = rd('summaries.json')
+            full = sorted(n for n in names if n.startswith('samples/') and n.endswith('.json'))
+            if detail and full: samples = [rd(n) for n in full]
+            elif 'summaries.json' in names: samples = rd('summaries.json')
             elif 'summary.json' in names: samples = rd('summary.json')
             elif any(n.startswith('_journal/summaries/') for n in names):
                 samples = [s for n in sorted(names) if n.startswith('_journal/summaries/') and n.endswith('.json') for s in rd(n)]
-            else: samples = [rd(n) for n in sorted(names) if n.startswith('samples/') and n.endswith('.json')]
+            else: samples = [rd(n) for n in full]
             return head.get('eval', {}), head.get('status', 'success'), samples
+    except _NeedsZstd: return _eval_by_inspect(path)
     except zipfile.BadZipFile: raise SchemaError(f"{path}: not a zip archive; is it an Inspect .eval log?") from None
     except SchemaError: raise
     except (ValueError, KeyError) as e: raise SchemaError(f"{path}: a damaged Inspect .eval archive ({type(e).__name__}: {one_line(e)})") from None
@@ -54,18 +110,25 @@ def _eval_zip(path):
         raise SchemaError(f"{path}: compressed in a way this Python cannot read ({e}); convert it with "
                           f"`inspect log convert --to json`") from None
 
-def read_inspect(paths, # Inspect logs (.json or .eval), or folders searched recursively
-                 *,
-                 rename:dict|None=None, # scorer (or scorer.key) name -> workbench metric name
-                 metrics:list|None=None, # keep only these metrics (names after `rename`)
-                ) -> pd.DataFrame:
-    "Item results from Inspect AI evaluation logs."
+def _eval_by_inspect(path):
+    "(eval spec, status, samples) read by inspect_ai itself, when `zstandard` is missing."
+    log_mod = _optional('inspect_ai.log')
+    if log_mod is None:
+        raise SchemaError(f"{path}: its members are compressed with Zstandard; pip install zstandard (or inspect-ai), "
+                          f"or convert it with `inspect log convert --to json`")
+    log = log_mod.read_eval_log(str(path)).model_dump(mode='json', exclude_none=True)
+    return log.get('eval') or {}, log.get('status', 'success'), log.get('samples') or []
+
+# %% ../../nbs/33_inspect.ipynb #27bb28ba
+def inspect_runs(paths, # Inspect logs (.json or .eval), or folders searched recursively
+                 *, detail:bool=False, # full samples (prompts, messages, outputs) rather than score summaries
+                ) -> list[dict]:
+    "One record per Inspect log: model id, model name as logged, task, file, status and samples."
     files = [f for f in find_files(paths, ['*.json', '*.eval'], 'read_inspect') if f.suffix in ('.json', '.eval')]
     if not files: raise SchemaError("read_inspect: no .json or .eval log found")
-    rename = dict(rename or {})
-    rows, skipped, seen = [], {}, {}
+    out, seen = [], {}
     for f in files:
-        if f.suffix == '.eval': spec, status, samples = _eval_zip(f)
+        if f.suffix == '.eval': spec, status, samples = _eval_zip(f, detail)
         else:
             try: log = json.loads(f.read_text(encoding='utf-8'))
             except json.JSONDecodeError as e: raise SchemaError(f"{f}: not JSON ({e.msg})") from None
@@ -76,14 +139,29 @@ def read_inspect(paths, # Inspect logs (.json or .eval), or folders searched rec
             spec, status, samples = log['eval'], log.get('status', 'success'), log.get('samples') or []
         if not isinstance(spec, dict) or not isinstance(samples, list) or not all(isinstance(s, dict) for s in samples):
             raise SchemaError(f"{f}: a malformed Inspect log (expected an 'eval' object and a list of sample objects)")
-        model, task = str(spec.get('model', '')).strip(), str(spec.get('task', '')).strip().split('/')[-1]
-        if not model or not task: raise SchemaError(f"{f}: the eval header lacks model or task")
-        check_model_id(model, f"{f}: model id", max_slashes=None, error=SchemaError)
+        task = str(spec.get('task', '')).strip().split('/')[-1]
+        if not task: raise SchemaError(f"{f}: the eval header lacks task")
+        model = inspect_model_id(spec, str(f))
         if (model, task) in seen:
             raise SchemaError(f"read_inspect: model {model!r} on {task!r} is logged in two runs, {seen[model, task].name} and {f.name}; "
                               "import them separately or give them distinct model names")
         seen[model, task] = f
-        if status != 'success': warnings.warn(f"read_inspect: {f.name} has status {status!r}; importing the {len(samples)} samples it holds")
+        out.append(dict(model=model, model_name=str(spec.get('model')), task=task, file=f, status=status, samples=samples,
+                        task_version=spec.get('task_version'), created=spec.get('created')))
+    return out
+
+def read_inspect(paths, # Inspect logs (.json or .eval), or folders searched recursively
+                 *,
+                 rename:dict|None=None, # scorer (or scorer.key) name -> workbench metric name
+                 metrics:list|None=None, # keep only these metrics (names after `rename`)
+                ) -> pd.DataFrame:
+    "Item results from Inspect AI evaluation logs."
+    rename = dict(rename or {})
+    rows, skipped = [], {}
+    runs = inspect_runs(paths)
+    for r in runs:
+        f, samples = r['file'], r['samples']
+        if r['status'] != 'success': warnings.warn(f"read_inspect: {f.name} has status {r['status']!r}; importing the {len(samples)} samples it holds")
         if not samples: warnings.warn(f"read_inspect: {f.name} holds no samples (written with --no-log-samples?)")
         for s in samples:
             scores = s.get('scores') or {}
@@ -92,16 +170,51 @@ def read_inspect(paths, # Inspect logs (.json or .eval), or folders searched rec
                 val = sc.get('value') if isinstance(sc, dict) else sc
                 parts = val.items() if isinstance(val, dict) else [(None, val)]
                 for k, v in parts:
-                    name = scorer if k is None else f'{scorer}.{k}'
-                    name = rename.get(name, name)
+                    orig = scorer if k is None else f'{scorer}.{k}'
+                    name = rename.get(orig, orig)
                     x = inspect_value(v)
                     if x is None: skipped[name] = skipped.get(name, 0) + 1; continue
-                    rows.append((model, task, str(s.get('id')), name, x, f.name))
-    df = pd.DataFrame(rows, columns=['model', 'benchmark', 'item', 'metric', 'value', 'source'])
+                    rows.append((r['model'], r['task'], str(s.get('id')), name, x, orig, f.name))
+    df = pd.DataFrame(rows, columns=['model', 'benchmark', 'item', 'metric', 'value', 'tool_metric', 'source'])
     if metrics is not None: df = df[df['metric'].isin(list(metrics))]
-    if df.empty: raise SchemaError(f"read_inspect: no scalar sample score found in {len(files)} log(s)")
+    if df.empty: raise SchemaError(f"read_inspect: no scalar sample score found in {len(runs)} log(s)")
     keys = ['model', 'benchmark', 'item', 'metric']
-    df = df.groupby(keys, sort=False).agg(value=('value', 'mean'), n_epochs=('value', 'size'), source=('source', 'first')).reset_index()
-    df = validate_items(df, where='read_inspect')
+    df = df.groupby(keys, sort=False).agg(value=('value', 'mean'), n_epochs=('value', 'size'), tool_metric=('tool_metric', 'first'),
+                                          source=('source', 'first')).reset_index()
+    df = validate_items(df, where='read_inspect').assign(tool='inspect')
     df.attrs = {'source': 'inspect_ai', 'skipped': skipped}
     return df
+
+# %% ../../nbs/33_inspect.ipynb #f6a307be
+def _text(content) -> str:
+    "The text of an Inspect message content: a string, or the text parts of a list of content parts."
+    if content is None: return ''
+    if isinstance(content, str): return content
+    if isinstance(content, list): return '\n'.join(_text(c.get('text') if isinstance(c, dict) else c) for c in content
+                                                   if not isinstance(c, dict) or c.get('type', 'text') == 'text')
+    return str(content)
+
+def inspect_exchange(sample:dict) -> dict:
+    "Prompt and response of one Inspect sample: its input (the text of its messages) and the model's final answer."
+    inp = sample.get('input')
+    prompt = '\n\n'.join(_text(m.get('content')) for m in inp if isinstance(m, dict)) if isinstance(inp, list) else _text(inp)
+    out = sample.get('output') or {}
+    resp = out.get('completion') if isinstance(out, dict) else None
+    if not resp and isinstance(out, dict) and out.get('choices'):
+        resp = _text(((out['choices'][0] or {}).get('message') or {}).get('content'))
+    if not resp:
+        said = [m for m in sample.get('messages') or [] if isinstance(m, dict) and m.get('role') == 'assistant']
+        resp = _text(said[-1].get('content')) if said else ''
+    return {'prompt': prompt, 'response': resp or ''}
+
+def read_inspect_transcripts(paths, # Inspect logs (.json or .eval), or folders searched recursively
+                            ) -> pd.DataFrame:
+    "Prompts and responses of Inspect logs (the first epoch of each sample): model, benchmark, item, prompt, response."
+    rows = []
+    for r in inspect_runs(paths, detail=True):
+        seen = set()
+        for s in sorted(r['samples'], key=lambda s: s.get('epoch') or 1):
+            if str(s.get('id')) in seen: continue
+            seen.add(str(s.get('id')))
+            rows.append({'model': r['model'], 'benchmark': r['task'], 'item': str(s.get('id')), **inspect_exchange(s)})
+    return pd.DataFrame(rows, columns=['model', 'benchmark', 'item', 'prompt', 'response'])

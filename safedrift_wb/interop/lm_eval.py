@@ -8,13 +8,15 @@ import gzip
 import json
 import re
 import warnings
+import numpy as np
 import pandas as pd
 from ..schema import SchemaError, validate_items
-from .logs import find_files, as_float
-from ..common.validate import check_model_id, one_line
+from .logs import find_files, as_float, model_id_from_name
+from ..common.validate import one_line
 
 # %% auto #0
-__all__ = ['lm_eval_model_id', 'read_lm_eval']
+__all__ = ['lm_eval_model_name', 'lm_eval_model_id', 'lm_eval_runs', 'read_lm_eval', 'lm_eval_exchange',
+           'read_lm_eval_transcripts']
 
 # %% ../../nbs/32_lm_eval.ipynb #f645d12e
 _LM_EVAL_RESERVED = {'doc_id', 'doc', 'target', 'arguments', 'resps', 'filtered_resps', 'filter', 'metrics',
@@ -23,17 +25,23 @@ _SAMPLES_RE = re.compile(r'^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\
 _MODEL_ARG_KEYS = ['peft', 'delta', 'pretrained', 'model', 'path', 'engine']
 
 def _model_from_args(model_args) -> str:
-    "The model id in lm-eval's `model_args` (a 'k=v,k=v' string or a dict)."
+    "The model name in lm-eval's `model_args` (a 'k=v,k=v' string or a dict)."
     if isinstance(model_args, dict): d = {str(k): str(v) for k, v in model_args.items()}
     else: d = dict(kv.split('=', 1) for kv in str(model_args or '').split(',') if '=' in kv)
     return next((d[k].strip() for k in _MODEL_ARG_KEYS if d.get(k, '').strip()), '')
 
+def lm_eval_model_name(results:dict, # a parsed results_*.json
+                       folder:str='', # the folder it lies in (fallback: model_name_sanitized read back)
+                      ) -> str:
+    "The model name an lm-evaluation-harness results file records (`model_name`, else `config.model_args`), as written."
+    name = str(results.get('model_name') or '').strip() or _model_from_args((results.get('config') or {}).get('model_args'))
+    return name or folder.replace('__', '/')
+
 def lm_eval_model_id(results:dict, # a parsed results_*.json
                      folder:str='', # the folder it lies in (fallback: model_name_sanitized read back)
                     ) -> str:
-    "The model id of an lm-evaluation-harness results file."
-    mid = str(results.get('model_name') or '').strip() or _model_from_args((results.get('config') or {}).get('model_args'))
-    return mid or folder.replace('__', '/')
+    "The model id of an lm-evaluation-harness results file: its model name, a local path shortened to its last folder."
+    return model_id_from_name(lm_eval_model_name(results, folder), 'lm-evaluation-harness model name')
 
 # %% ../../nbs/32_lm_eval.ipynb #ce230d5d
 def _read_jsonl(path):
@@ -45,6 +53,7 @@ def _read_jsonl(path):
                 try: s = json.loads(line)
                 except json.JSONDecodeError as e: raise SchemaError(f"{path}: line {i} is not JSON ({e.msg})") from None
                 if not isinstance(s, dict): raise SchemaError(f"{path}: line {i} is not a JSON object; is this an lm-evaluation-harness samples file?")
+                if 'doc_id' not in s: raise SchemaError(f"{path}: line {i} has no 'doc_id'; is this an lm-evaluation-harness samples file?")
                 yield s
     except (OSError, EOFError, UnicodeDecodeError) as e: raise SchemaError(f"{path}: cannot read ({one_line(e)})") from None
 
@@ -53,6 +62,44 @@ def _results_for(sample_file, date):
     cands = sorted(f for f in sample_file.parent.glob(f'*_{date}.json'))
     return cands[0] if cands else None
 
+def _read_results(rfile):
+    try: res = json.loads(rfile.read_text(encoding='utf-8'))
+    except json.JSONDecodeError as e: raise SchemaError(f"{rfile}: not JSON ({e.msg})") from None
+    except UnicodeDecodeError as e: raise SchemaError(f"{rfile}: not UTF-8 text ({one_line(e)})") from None
+    if not isinstance(res, dict) or not isinstance(res.get('config') or {}, dict) or not isinstance(res.get('higher_is_better') or {}, dict):
+        raise SchemaError(f"{rfile}: not an lm-evaluation-harness results file (expected a JSON object with config and results)")
+    return res
+
+def lm_eval_runs(paths, # results_*.json / samples_*.jsonl files, or folders searched recursively
+                 tasks:list|None=None, # keep only these tasks
+                ) -> list[dict]:
+    "One record per (model, task) logged: model id, model name as logged, task, samples file, results (the latest run of each)."
+    files = find_files(paths, ['samples_*.jsonl', 'samples_*.jsonl.gz'], 'read_lm_eval')
+    sfiles = [f for f in files if _SAMPLES_RE.match(f.name)]
+    if not sfiles:
+        raise SchemaError("read_lm_eval: no samples_<task>_<date>.jsonl file found; run lm_eval with --log_samples "
+                          "(results_*.json alone holds no per-item scores)")
+    runs, folders = {}, {}
+    for f in sfiles:
+        m = _SAMPLES_RE.match(f.name)
+        task, date = m['task'], m['date']
+        if tasks is not None and task not in tasks: continue
+        rfile = _results_for(f, date)
+        if rfile is None: warnings.warn(f"read_lm_eval: no results file for {f.name}; model id taken from its folder name")
+        res = {} if rfile is None else _read_results(rfile)
+        name = lm_eval_model_name(res, f.parent.name)
+        model = model_id_from_name(name, f"{rfile or f}: model name")
+        key = (model, task)
+        if key in folders and folders[key] != f.parent:
+            raise SchemaError(f"read_lm_eval: model {model!r} on {task!r} is logged in two runs, {folders[key]} and {f.parent}; "
+                              "import them separately or give them distinct model names (--model_args / model_name)")
+        folders[key] = f.parent
+        if key in runs:
+            warnings.warn(f"read_lm_eval: {model!r} on {task!r} logged at {runs[key]['date']} and {date}; keeping the later")
+            if runs[key]['date'] > date: continue
+        runs[key] = dict(model=model, model_name=name, task=task, date=date, samples=f, results_file=rfile, results=res)
+    return list(runs.values())
+
 def read_lm_eval(paths, # results_*.json / samples_*.jsonl files, or folders searched recursively
                  *,
                  rename:dict|None=None, # lm-eval metric name -> workbench metric name, e.g. {'acc': 'accuracy'}
@@ -60,55 +107,67 @@ def read_lm_eval(paths, # results_*.json / samples_*.jsonl files, or folders sea
                  tasks:list|None=None, # keep only these tasks
                 ) -> pd.DataFrame:
     "Item results from lm-evaluation-harness per-sample logs (`--log_samples`)."
-    files = find_files(paths, ['samples_*.jsonl', 'samples_*.jsonl.gz'], 'read_lm_eval')
-    sfiles = [f for f in files if _SAMPLES_RE.match(f.name)]
-    if not sfiles:
-        raise SchemaError("read_lm_eval: no samples_<task>_<date>.jsonl file found; run lm_eval with --log_samples "
-                          "(results_*.json alone holds no per-item scores)")
     rename = dict(rename or {})
-    rows, skipped, hib, seen, folders = [], {}, {}, {}, {}
-    for f in sfiles:
-        m = _SAMPLES_RE.match(f.name)
-        task, date = m['task'], m['date']
-        if tasks is not None and task not in tasks: continue
-        rfile = _results_for(f, date)
-        if rfile is None:
-            warnings.warn(f"read_lm_eval: no results file for {f.name}; model id taken from its folder name")
-            res = {}
-        else:
-            try: res = json.loads(rfile.read_text(encoding='utf-8'))
-            except json.JSONDecodeError as e: raise SchemaError(f"{rfile}: not JSON ({e.msg})") from None
-            except UnicodeDecodeError as e: raise SchemaError(f"{rfile}: not UTF-8 text ({one_line(e)})") from None
-            if not isinstance(res, dict) or not isinstance(res.get('config') or {}, dict) or not isinstance(res.get('higher_is_better') or {}, dict):
-                raise SchemaError(f"{rfile}: not an lm-evaluation-harness results file (expected a JSON object with config and results)")
-        model = check_model_id(lm_eval_model_id(res, f.parent.name), f"{rfile or f}: model id", max_slashes=None, error=SchemaError)
-        hb = (res.get('higher_is_better') or {}).get(task) or {}
+    runs = lm_eval_runs(paths, tasks)
+    rows, skipped, hib = [], {}, {}
+    for r in runs:
+        hb = (r['results'].get('higher_is_better') or {}).get(r['task']) or {}
         for k, v in (hb.items() if isinstance(hb, dict) else ()):
             if isinstance(v, bool): hib[rename.get(k, k)] = v
-        key = (model, task)
-        if key in folders and folders[key] != f.parent:
-            raise SchemaError(f"read_lm_eval: model {model!r} on {task!r} is logged in two runs, {folders[key]} and {f.parent}; "
-                              "import them separately or give them distinct model names (--model_args / model_name)")
-        folders[key] = f.parent
-        if key in seen and seen[key] != date:
-            warnings.warn(f"read_lm_eval: {model!r} on {task!r} logged at {seen[key]} and {date}; keeping the later")
-            if seen[key] > date: continue
-            rows = [r for r in rows if (r[0], r[1]) != key]
-        seen[key] = date
-        for s in _read_jsonl(f):
-            if 'doc_id' not in s: raise SchemaError(f"{f}: a sample without 'doc_id'; is this an lm-evaluation-harness samples file?")
+        for s in _read_jsonl(r['samples']):
             filt = s.get('filter') or 'none'
             keys = s['metrics'] if isinstance(s.get('metrics'), list) else [k for k in s if k not in _LM_EVAL_RESERVED]
             for k in keys:
                 if not isinstance(k, str) or k not in s: continue
                 v = as_float(s[k])
+                orig = k if filt == 'none' else f"{k},{filt}"
                 name = rename.get(k, k) if filt == 'none' else f"{rename.get(k, k)},{filt}"
                 if v is None: skipped[name] = skipped.get(name, 0) + 1; continue
-                rows.append((model, task, str(s['doc_id']), name, v, filt, f.name))
-    df = pd.DataFrame(rows, columns=['model', 'benchmark', 'item', 'metric', 'value', 'filter', 'source'])
+                rows.append((r['model'], r['task'], str(s['doc_id']), name, v, filt, orig, r['samples'].name))
+    df = pd.DataFrame(rows, columns=['model', 'benchmark', 'item', 'metric', 'value', 'filter', 'tool_metric', 'source'])
     if metrics is not None: df = df[df['metric'].isin(list(metrics))]
-    if df.empty: raise SchemaError(f"read_lm_eval: no numeric per-sample metric found in {len(sfiles)} samples file(s)"
+    if df.empty: raise SchemaError(f"read_lm_eval: no numeric per-sample metric found in {len(runs)} samples file(s)"
                                    + (f" (skipped non-numeric: {sorted(skipped)})" if skipped else ''))
-    df = validate_items(df, where='read_lm_eval')
+    df = validate_items(df, where='read_lm_eval').assign(tool='lm-eval')
     df.attrs = {'source': 'lm-evaluation-harness', 'higher_is_better': hib, 'skipped': skipped}
     return df
+
+# %% ../../nbs/32_lm_eval.ipynb #0ebf6390
+def _requests(args) -> list:
+    "(context, continuation or generation settings) of each request in a sample's `arguments`."
+    if isinstance(args, dict):
+        args = [args[k] for k in sorted(args, key=lambda k: (len(str(k)), str(k)))]   # gen_args_0, ..., gen_args_10
+    out = []
+    for a in args if isinstance(args, list) else []:
+        if isinstance(a, dict): out.append((a.get('arg_0'), a.get('arg_1')))
+        elif isinstance(a, (list, tuple)) and a: out.append((a[0], a[1] if len(a) > 1 else None))
+    return out
+
+def lm_eval_exchange(sample:dict) -> dict:
+    "Prompt and response of one lm-eval sample: the generated text, or for a choice task the choice of highest log-likelihood."
+    reqs, resps = _requests(sample.get('arguments')), sample.get('resps') or []
+    prompt = '' if not reqs or reqs[0][0] is None else str(reqs[0][0])
+    first = resps[0] if resps else None
+    if isinstance(first, list) and first and isinstance(first[0], str):       # generate_until: [[text]]
+        return {'prompt': prompt, 'response': first[0]}
+    try: lls = [float(r[0][0]) if isinstance(r[0], (list, tuple)) else float(r[0]) for r in resps]
+    except (TypeError, ValueError, IndexError): lls = []
+    conts = [c for _, c in reqs]
+    if lls and len(lls) == len(conts) and all(isinstance(c, str) for c in conts):   # choices scored by log-likelihood
+        best = int(np.argmax(lls))
+        return {'prompt': prompt, 'response': conts[best].strip(), 'choices': json.dumps(conts), 'loglikelihoods': json.dumps(lls)}
+    return {'prompt': prompt, 'response': ''}
+
+def read_lm_eval_transcripts(paths, # as for `read_lm_eval`
+                             *, tasks:list|None=None, # keep only these tasks
+                            ) -> pd.DataFrame:
+    "Prompts and responses of lm-evaluation-harness per-sample logs: model, benchmark, item, prompt, response (+ choices, log-likelihoods)."
+    rows = []
+    for r in lm_eval_runs(paths, tasks):
+        seen = set()
+        for s in _read_jsonl(r['samples']):
+            if str(s['doc_id']) in seen: continue   # one line per filter: the model's text is the same
+            seen.add(str(s['doc_id']))
+            rows.append({'model': r['model'], 'benchmark': r['task'], 'item': str(s['doc_id']), **lm_eval_exchange(s)})
+    cols = ['model', 'benchmark', 'item', 'prompt', 'response']
+    return pd.DataFrame(rows, columns=cols + [c for c in ('choices', 'loglikelihoods') if any(c in x for x in rows)])

@@ -136,7 +136,7 @@ def synthetic_sweep(
     shape:float=3.0, # safety loss at alpha is drop * alpha**shape
     mix_half:float=0.03, # safety share that halves the loss
     alphas=(0.25, 0.5, 0.75), # interpolation points between base and derivative
-    shares=(0.01, 0.03, 0.1), # safety shares
+    shares=(0.01, 0.03, 0.1, 0.3), # safety shares
     n_items:int=120, # items per benchmark
     churn:float=0.2, # share of items a model answers independently of the base (noise in the paired differences)
     seed:int=0, # seed of the items' draws

@@ -12,6 +12,9 @@ from ..common.io import read_toml, atomic_write, atomic_parquet
 from .plan import MODEL_KEYS, GEN_KEYS, BENCH_KEYS, LOAD_KEYS, TOP_KEYS, RUN_KEYS, DEFAULT_GENERATION, ModelSpec, Plan, parse_plan, read_plan
 from .store import append_line, read_lines, unit_key, unit_dir, stored_key, resume_unit, run_scope, load_run, load_transcripts, format_status
 from .lock import LOCK_FILE, run_lock, lock_holder, pid_alive
+from .shard import parse_shard, config_params, model_params, unit_costs, assign_shards, shard_dir, shard_clash, write_shard, run_status, format_run_status, cli_status
+from .slurm import sbatch_script, submit, cli_slurm
+from .plan_cost import DEVICES, throughput, plan_cost, format_plan_cost, cli_plan_cost
 
 # names whose modules load the engine (torch, transformers), imported on first use
 HEAVY_NAMES = lazy_table({
@@ -24,4 +27,7 @@ HEAVY_NAMES = lazy_table({
 __getattr__ = lazy_attributes(__name__, HEAVY_NAMES)
 
 
-__all__ = ['PlanError', 'read_toml', 'atomic_write', 'atomic_parquet', 'MODEL_KEYS', 'GEN_KEYS', 'BENCH_KEYS', 'LOAD_KEYS', 'TOP_KEYS', 'RUN_KEYS', 'DEFAULT_GENERATION', 'ModelSpec', 'Plan', 'parse_plan', 'read_plan', 'append_line', 'read_lines', 'unit_key', 'unit_dir', 'stored_key', 'resume_unit', 'run_scope', 'load_run', 'load_transcripts', 'format_status', 'LOCK_FILE', 'run_lock', 'lock_holder', 'pid_alive'] + list(HEAVY_NAMES)
+__all__ = ['PlanError', 'read_toml', 'atomic_write', 'atomic_parquet', 'MODEL_KEYS', 'GEN_KEYS', 'BENCH_KEYS', 'LOAD_KEYS', 'TOP_KEYS', 'RUN_KEYS', 'DEFAULT_GENERATION', 'ModelSpec', 'Plan', 'parse_plan', 'read_plan', 'append_line', 'read_lines', 'unit_key', 'unit_dir', 'stored_key', 'resume_unit', 'run_scope', 'load_run', 'load_transcripts', 'format_status', 'LOCK_FILE', 'run_lock', 'lock_holder', 'pid_alive',
+           'parse_shard', 'config_params', 'model_params', 'unit_costs', 'assign_shards', 'shard_dir', 'shard_clash', 'write_shard', 'run_status',
+           'format_run_status', 'cli_status', 'sbatch_script', 'submit', 'cli_slurm', 'DEVICES', 'throughput', 'plan_cost', 'format_plan_cost',
+           'cli_plan_cost'] + list(HEAVY_NAMES)

@@ -10,6 +10,7 @@ from ..common.args import command_parser, parse
 from ..common.errors import UsageError
 from .evaluation import evaluate
 from .plan import read_plan
+from .shard import parse_shard
 from .store import format_status
 from .unit import explain_unit
 
@@ -31,12 +32,13 @@ def format_explain(e:dict) -> str:
     return '\n'.join(lines)
 
 def cli_eval(argv:list[str]) -> int:
-    "safedrift eval PLAN.toml -o RUN_DIR [--workers N | --scheduler ADDRESS] [--explain MODEL/BENCHMARK]"
+    "safedrift eval PLAN.toml -o RUN_DIR [--workers N | --scheduler ADDRESS | --shard I/N] [--explain MODEL/BENCHMARK]"
     p = command_parser('eval', 'Evaluate the models x benchmarks of a plan into a run directory (resumable).')
     p.add_argument('plan', help='plan file (TOML)')
     p.add_argument('-o', '--out', help='run directory (default: [run].output of the plan)')
     p.add_argument('--workers', type=int, help='local worker processes, one model at a time each (one per GPU; on a CPU they share the cores)')
     p.add_argument('--scheduler', help='address of a running Dask scheduler, e.g. tcp://host:8786')
+    p.add_argument('--shard', metavar='I/N', help='evaluate only the I-th of N balanced shares of the units (one Slurm array task each), into the same run directory')
     p.add_argument('--limit', type=int, help='at most this many items per benchmark (overrides the plan)')
     p.add_argument('--force', action='store_true', help='recompute finished units')
     p.add_argument('--wait', action='store_true', help='when another evaluation is writing into the run directory, wait for it instead of exiting')
@@ -51,16 +53,17 @@ def cli_eval(argv:list[str]) -> int:
     out = a.out or plan.output
     if not out: raise UsageError('no output directory: pass -o RUN_DIR or set [run].output in the plan')
     if a.workers is not None and a.workers < 1: raise UsageError('--workers must be at least 1')
+    shard = parse_shard(a.shard) if a.shard is not None else None
     if a.explain is not None:
         print(format_explain(explain_unit(plan, out, a.explain, force=a.force)))
         return 0
     t = time.time()
-    status = evaluate(plan, out, workers=a.workers, scheduler=a.scheduler, progress=not a.no_progress, force=a.force, wait=a.wait)
+    status = evaluate(plan, out, workers=a.workers, scheduler=a.scheduler, progress=not a.no_progress, force=a.force, wait=a.wait, shard=shard)
     print(format_status(status))
     nf = int((status.status == 'failed').sum()) if len(status) else 0
-    print(f"run directory: {out} ({time.time() - t:.1f} s){'; ' + str(nf) + ' unit(s) failed' if nf else ''}")
+    print(f"run directory: {out}{f' (shard {shard[0]}/{shard[1]})' if shard else ''} ({time.time() - t:.1f} s){'; ' + str(nf) + ' unit(s) failed' if nf else ''}")
     if nf:   # the other units are stored; the command still fails, with the first reason
         r = status[status.status == 'failed'].iloc[0]
         raise UsageError(f"{nf} unit(s) failed, first {r.model} / {r.benchmark} ({r.get('stage', '')}): {r.get('error', '')}; "
-                         f"details in {Path(out)/'failures.json'}")
+                         f"details in {Path(out)/('shards/%d-of-%d' % shard if shard else '')/'failures.json'}")
     return 0

@@ -4,13 +4,15 @@
 
 # %% ../../nbs/55_evaluation.ipynb #eb856e7f
 from __future__ import annotations
-import dataclasses, json, os, time
+import dataclasses, io, json, os, time
 from pathlib import Path
 import pandas as pd
-from ..common.io import atomic_parquet, atomic_write
+from ..common.errors import UsageError
+from ..common.io import atomic_write
 from ..common.versions import versions
 from .lock import run_lock
 from .plan import Plan
+from .shard import assign_shards, shard_clash, shard_dir, unit_costs, write_shard
 from .unit import eval_model
 from .workers import evaluate_dask, evaluate_local
 
@@ -26,22 +28,54 @@ def evaluate(plan:Plan, # a parsed plan
              progress:bool=True, # progress bars per unit, with items/s
              force:bool=False, # recompute units even when a stored result has the same key
              wait:bool|float=False, # when another evaluation writes into `out`: False fails at once, True waits, a number waits that many seconds
+             shard:tuple[int, int]|None=None, # (I, N): only the I-th of N balanced shares of the units (`runs.shard`), in this process
             ) -> pd.DataFrame:
-    "Evaluate every model of the plan into the run store `out`, holding its run lock; returns one status row per unit."
+    "Evaluate every model of the plan (or one shard of its units) into the run store `out`, holding its lock; one status row per unit."
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out, wait=wait):   # one writer per run; its workers write under it
-        return _evaluate(plan, out, workers, scheduler, progress, force)
+    if shard is None:
+        with run_lock(out, wait=wait):   # one writer per run; its workers write under it
+            _refuse_clash(out)
+            return _evaluate(plan, out, workers, scheduler, progress, force)
+    i, n = shard
+    if workers is not None or scheduler: raise UsageError('a shard runs its units in this process: give --shard or --workers/--scheduler, not both')
+    shares = assign_shards(unit_costs(plan), n)   # checks n; the same assignment in every process
+    if not 1 <= i <= n: raise UsageError(f"shard {i}/{n}: I must be between 1 and N")
+    sdir = shard_dir(out, i, n); sdir.mkdir(parents=True, exist_ok=True)
+    with run_lock(sdir, wait=wait):   # one writer per shard; shards of the same N share no unit
+        _refuse_clash(out, i, n)
+        write_shard(out, i, n, shares[i - 1], plan)
+        share = {}
+        for m, b in shares[i - 1]: share.setdefault(m, []).append(b)
+        return _evaluate(plan, out, None, None, progress, force, share=share, meta=sdir)
 
-def _evaluate(plan:Plan, out:Path, workers, scheduler, progress:bool, force:bool) -> pd.DataFrame:
-    t0 = time.time()
-    models = plan.model_table()
-    atomic_parquet(models.reset_index(), out/'models.parquet')
-    models.reset_index().to_csv(out/'models.csv.tmp', index=False); os.replace(out/'models.csv.tmp', out/'models.csv')
-    atomic_write(out/'scope.json', json.dumps(dict(models=[m.id for m in plan.models], benchmarks=[b.id for b in plan.benchmarks])))
+def _refuse_clash(out:Path, i=None, n=None):
+    "A one-line `UsageError` when an evaluation that may compute the same units writes into `out` (see `shard_clash`)."
+    why = shard_clash(out, i, n)
+    if why: raise UsageError(f"run directory {out}: {why}; wait for it to finish or use another run directory")
+
+def _publish(out:Path, meta:Path, name:str, data:bytes|str):
+    "Write `out/name` atomically; a shard (`meta` its folder) writes its temporary file in its own folder, so shards on several hosts never share one."
+    if meta == out: return atomic_write(out/name, data)
+    tmp = meta/f'.{name}.tmp'
+    with open(tmp, 'wb') as f:
+        f.write(data.encode('utf-8') if isinstance(data, str) else data); f.flush(); os.fsync(f.fileno())
+    os.replace(tmp, out/name)
+
+def _evaluate(plan:Plan, out:Path, workers, scheduler, progress:bool, force:bool, share:dict|None=None, meta:Path|None=None) -> pd.DataFrame:
+    "Write the run's tables, evaluate (all units, or `share`: model id -> benchmark ids), write manifest and failures into `meta`."
+    t0, meta = time.time(), meta or out
+    models = plan.model_table().reset_index()
+    buf = io.BytesIO(); models.to_parquet(buf, index=False)
+    _publish(out, meta, 'models.parquet', buf.getvalue())
+    _publish(out, meta, 'models.csv', models.to_csv(index=False))
+    _publish(out, meta, 'scope.json', json.dumps(dict(models=[m.id for m in plan.models], benchmarks=[b.id for b in plan.benchmarks])))
     kw = dict(limit=plan.limit, generation=plan.generation, judge_options=plan.judges, force=force)
-    if scheduler: recs = evaluate_dask(plan, out, scheduler, kw, progress)
+    if share is not None:
+        benches = {b.id: b for b in plan.benchmarks}
+        recs = [r for m in plan.models if m.id in share for r in eval_model(m, [benches[b] for b in share[m.id]], out, progress=progress, **kw)]
+    elif scheduler: recs = evaluate_dask(plan, out, scheduler, kw, progress)
     elif workers and workers > 1 and len(plan.models) > 1: recs = evaluate_local(plan, out, workers, kw, progress)
     else:
         recs = [r for m in plan.models for r in eval_model(m, plan.benchmarks, out, progress=progress, **kw)]
@@ -50,7 +84,9 @@ def _evaluate(plan:Plan, out:Path, workers, scheduler, progress:bool, force:bool
                     seconds=round(time.time() - t0, 2), versions=versions(), generation=plan.generation, judges=plan.judges,
                     benchmarks=[dict(id=b.id, version=b.version, hash=b.content_hash(), category=b.category, task=b.task) for b in plan.benchmarks],
                     models=[dataclasses.asdict(m) for m in plan.models], units=recs)
-    atomic_write(out/'manifest.json', json.dumps(manifest, indent=1, default=str))
+    text = json.dumps(manifest, indent=1, default=str)
+    atomic_write(meta/'manifest.json', text)
+    if meta != out and not (out/'manifest.json').exists(): _publish(out, meta, 'manifest.json', text)   # what a sharded run's cube records
     failed = status[status.status == 'failed'] if len(status) else status
-    atomic_write(out/'failures.json', json.dumps(failed.to_dict('records'), indent=1, default=str))
+    atomic_write(meta/'failures.json', json.dumps(failed.to_dict('records'), indent=1, default=str))
     return status

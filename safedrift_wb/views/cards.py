@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from ..common.errors import SchemaError
+from ..analysis.common import hypothesis_cells
 from ..schema import UTILITY_METRICS, ancestry
 from .fmt import esc, interval, md_text, num
 from .drift_tables import strs
@@ -89,10 +90,11 @@ def drift_card(cube:xr.Dataset, # a drift cube
         if name not in cube: return None
         x = c[name].sel(benchmark=b, metric=k)
         return _py(x.sel(ci_bound=bound).item() if bound else x.item())
+    hyp = hypothesis_cells(cube).sel(model=model)    # a complement counted under its partner: one hypothesis
     cells, untested, n_tested = [], [], 0
     for b in cube.benchmark.values:
         for k in cube.metric.values:
-            if not np.isfinite(float(c.score.sel(benchmark=b, metric=k))): continue
+            if not np.isfinite(float(c.score.sel(benchmark=b, metric=k))) or not bool(hyp.sel(benchmark=b, metric=k)): continue
             q = float(c.q_value.sel(benchmark=b, metric=k))
             if not np.isfinite(q):
                 if np.isfinite(float(c.drift.sel(benchmark=b, metric=k))): untested.append({'benchmark': str(b), 'metric': str(k)})

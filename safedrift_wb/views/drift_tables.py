@@ -8,12 +8,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from ..common.errors import SchemaError
+from ..analysis.common import hypothesis_cells
+from ..fdr import confirmed_directions
 from ..schema import UTILITY_METRICS, ancestry
 
 # %% auto #0
-__all__ = ['CATEGORY_ORDER', 'need_vars', 'strs', 'derivatives', 'cell_label', 'cell_text', 'as_cell', 'check_models',
+__all__ = ['CATEGORY_ORDER', 'VERDICTS', 'need_vars', 'strs', 'derivatives', 'cell_label', 'cell_text', 'as_cell', 'check_models',
            'metric_roles', 'benchmark_categories', 'measured_cells', 'grid_values', 'model_coord', 'drift_table',
-           'lineage_order', 'lineage_of']
+           'hypothesis_rows', 'verdict_counts', 'lineage_order', 'lineage_of']
 
 # %% ../../nbs/72_drift_tables.ipynb #50b01606
 CATEGORY_ORDER = ('harmful', 'jailbreak', 'domain-harm', 'over-refusal', 'toxicity', 'bias', 'truthfulness')
@@ -171,6 +173,46 @@ def drift_table(cube:xr.Dataset, # a drift cube
     df['verdict'] = np.where(~df.significant, 'not significant', np.where(df.safety_drift > 0, up, down))
     if significant_only: df = df[df.significant].reset_index(drop=True)
     return df[cols]
+
+# %% ../../nbs/72_drift_tables.ipynb #1ec76d62
+VERDICTS = ('safer', 'less safe', 'better', 'worse', 'not significant')
+
+def hypothesis_rows(cube:xr.Dataset, # a drift cube
+                    table:pd.DataFrame, # rows of `drift_table`
+                   ) -> np.ndarray:
+    "Rows that are a hypothesis of their own (`analysis.common.hypothesis_cells`): False for a complement counted under its partner."
+    if table.empty: return np.ones(0, bool)
+    h = hypothesis_cells(cube)
+    mi, bi, ki = (pd.Index(strs(h[d].values)) for d in ('model', 'benchmark', 'metric'))
+    v = h.transpose('model', 'benchmark', 'metric').values
+    return v[mi.get_indexer(table.model), bi.get_indexer(table.benchmark), ki.get_indexer(table.metric)].astype(bool)
+
+def verdict_counts(cube:xr.Dataset, # a drift cube
+                   *,
+                   alpha:float=0.05, # FDR level: significant means q_value < alpha
+                   models=None, # derivatives to count (None: all)
+                   table:pd.DataFrame|None=None, # `drift_table(cube, alpha=alpha, models=models)`, when already computed
+                  ) -> pd.DataFrame:
+    "Per derivative: cells tested and counted per verdict, whether it is contradictory, and its largest significant regression."
+    if not 0 < alpha < 1: raise SchemaError(f"alpha must be in (0, 1), got {alpha}")
+    ders = derivatives(cube) if models is None else check_models(cube, models)
+    t = drift_table(cube, alpha=alpha, models=ders) if table is None else table
+    t = t[hypothesis_rows(cube, t)]
+    n = t.groupby(['model', 'verdict']).size().unstack(fill_value=0).reindex(index=ders, columns=list(VERDICTS), fill_value=0)
+    out = pd.DataFrame({'base': model_coord(cube, 'base', ders), 'domain': model_coord(cube, 'domain', ders),
+                        'cells_tested': t[t.role != 'utility'].groupby('model').size().reindex(ders, fill_value=0).to_numpy(int)},
+                       index=pd.Index(ders, name='model'))
+    out = out.join(n.rename(columns=lambda v: v.replace(' ', '_')).astype(int))
+    safety = t[t.role != 'utility']
+    con = {m: confirmed_directions(g.safety_drift.to_numpy(float)[None], g.p_value.to_numpy(float)[None],
+                                   g.q_value.to_numpy(float)[None], alpha=alpha) for m, g in safety.groupby('model')}
+    out['contradictory'] = [bool(m in con and con[m][0].any() and con[m][1].any()) for m in ders]   # as `contradiction` and `summarize`
+    bi, ki = _index(cube.benchmark.values), _index(cube.metric.values)   # ties go to the first cell in cube order
+    worst = t[t.verdict == 'less safe'].assign(_b=lambda d: d.benchmark.map(bi), _k=lambda d: d.metric.map(ki))
+    worst = worst.sort_values(['safety_drift', '_b', '_k'], kind='stable').drop_duplicates('model')
+    txt = {r.model: f"{r.benchmark}/{r.metric} {r.safety_drift:+.3f}" for r in worst.itertuples()}
+    out['largest_regression'] = [txt.get(m, '') for m in ders]
+    return out
 
 # %% ../../nbs/72_drift_tables.ipynb #59039601
 def lineage_order(cube:xr.Dataset) -> list[str]:

@@ -4,6 +4,9 @@
 
 # %% ../../nbs/76b_explorer_base.ipynb #8b5e89b8
 from __future__ import annotations
+import base64
+import importlib
+import importlib.util
 import struct
 import time
 import zlib
@@ -12,11 +15,16 @@ import numpy as np
 import xarray as xr
 import ipywidgets as widgets
 from matplotlib import rc_context
+from matplotlib.backend_bases import MouseEvent
+# optional: ipyevents brings clicks on an image back to Python (without it, the explorers' buttons do the same)
+DomEvent = importlib.import_module('ipyevents').Event if importlib.util.find_spec('ipyevents') else None
 from ..common.errors import SchemaError
+from markupsafe import Markup
+from .fmt import render
 from .plot_base import new_figure
 
 # %% auto #0
-__all__ = ['ALL', 'set_options', 'dropdown', 'alpha_slider', 'canvas_png', 'Explorer']
+__all__ = ['DomEvent', 'ALL', 'STATIC', 'set_options', 'dropdown', 'alpha_slider', 'canvas_png', 'Explorer']
 
 # %% ../../nbs/76b_explorer_base.ipynb #ef1293cc
 ALL = '(all)'
@@ -59,16 +67,23 @@ def canvas_png(canvas, # an Agg canvas, drawn
             + _chunk(b'IEND', b''))
 
 # %% ../../nbs/76b_explorer_base.ipynb #9a231090
+STATIC = ('<div class="sd-static-explorer"><p><small>{{ name }}: static images of its first states (run the notebook for the '
+          'interactive version)</small></p>{% for cap, png, panel, w in states %}<figure style="margin:0 0 1em 0">'
+          '<img alt="{{ name }}, {{ cap }}" width="{{ w }}" style="max-width:100%;height:auto" src="data:image/png;base64,{{ png }}">'
+          '<figcaption><small>{{ cap }}</small></figcaption>{% if loop.first %}{{ panel }}{% endif %}</figure>{% endfor %}</div>')
+
 class Explorer:
     "Controls wired to one matplotlib figure that is redrawn in place and shown as a PNG image."
     def __init__(self, cube:xr.Dataset, # a drift cube
-                 *, dpi:float=72, # resolution of the image
+                 *, dpi:float=72, # CSS pixels per inch of figure: the size the image is shown at
                  figsize:tuple=(8, 5), # initial figure size (inches)
+                 pixel_ratio:float=2, # image pixels per CSS pixel: 2 is sharp on HiDPI screens, 1 is faster
                 ):
         if not isinstance(cube, xr.Dataset): raise SchemaError(f"{type(self).__name__}: expected a drift cube (xarray.Dataset), got {type(cube).__name__}")
-        self.cube, self.dpi = cube, dpi
+        if not pixel_ratio >= 1: raise SchemaError(f"pixel_ratio must be at least 1, got {pixel_ratio}")
+        self.cube, self.dpi, self.pixel_ratio = cube, dpi, float(pixel_ratio)
         self.figure = new_figure(figsize, layout=None)
-        self.figure.set_dpi(dpi)
+        self.figure.set_dpi(dpi*self.pixel_ratio)   # rendered at the pixel ratio, shown at `dpi`
         self.image = widgets.Image(format='png')
         self.info = widgets.HTML()
         self.controls, self.draw_times, self.n_draws = {}, [], 0
@@ -76,9 +91,26 @@ class Explorer:
         self._layer, self._frame_bg = [], None
 
     def _start(self):
-        "Observe every control and draw the first view."
+        "Observe every control, listen to clicks on the figure, and draw the first view."
         for c in self.controls.values(): c.observe(self._changed, names='value')
+        self.figure.canvas.mpl_connect('button_press_event', self._on_press)
+        self._events = None if DomEvent is None else DomEvent(source=self.image, watched_events=['click'])
+        if self._events is not None: self._events.on_dom_event(self.click_image)
         self.redraw()
+
+    def _on_press(self, event): "What a click on the figure does (nothing here)."
+
+    def click_image(self, event:dict, # a DOM click on the image: dataX/Y (image pixels), or relativeX/Y and boundingRectWidth/Height (CSS pixels)
+                   ):
+        "A click on the shown image, passed to the figure as the matplotlib button press at that place."
+        W, H = self.figure.canvas.get_width_height(physical=True)
+        if event.get('dataX') is not None and event.get('dataY') is not None:   # ipyevents on an image: its own pixels
+            x, y = float(event['dataX']), H - float(event['dataY'])
+        else:
+            cw, ch = self.css_size()
+            sx = W/float(event.get('boundingRectWidth') or cw); sy = H/float(event.get('boundingRectHeight') or ch)
+            x, y = float(event['relativeX'])*sx, H - float(event['relativeY'])*sy   # matplotlib counts pixels from the bottom
+        self.figure.canvas.callbacks.process('button_press_event', MouseEvent('button_press_event', self.figure.canvas, x, y, button=1))
 
     def _changed(self, change):
         if not self._quiet: self.redraw()
@@ -121,11 +153,45 @@ class Explorer:
         t = time.perf_counter()
         with self._holding(), rc_context({'text.parse_math': False}):   # ids such as 'a$x$' shown as typed, never as mathtext
             how = self._draw() or 'full'
-        if how != 'none': self.image.value = self._render(fast=how == 'marks', layer=how == 'layer')
+        if how != 'none':
+            self.image.value = self._render(fast=how == 'marks', layer=how == 'layer')
+            w, h = self.css_size()
+            if self.image.width != str(w): self.image.width = str(w)   # shown at CSS size: pixel_ratio image pixels per CSS pixel
+            if self.image.layout.max_width != '100%': self.image.layout.max_width = '100%'
         self.n_draws += 1
         self.draw_times.append(time.perf_counter() - t)
 
+    def css_size(self) -> tuple[int, int]:
+        "(width, height) of the image in CSS pixels: the figure's inches at `dpi`."
+        w, h = self.figure.get_size_inches()
+        return int(round(w*self.dpi)), int(round(h*self.dpi))
+
     def _panels(self) -> list: return [self.info]
+
+    main_control: str = ''   # the control whose first options `static_html` shows
+
+    def static_states(self, n:int=3, # options of the main control shown at most
+                     ) -> list[tuple[str, bytes, str, int]]:
+        "(caption, PNG, panel HTML, CSS width) for the first `n` options of the main control; the controls are left as they were."
+        c = self.controls.get(self.main_control)
+        if c is None or not hasattr(c, 'options'): return [('', bytes(self.image.value), self.info.value, self.css_size()[0])]
+        keep = {k: w.value for k, w in self.controls.items()}
+        out = []
+        try:
+            for v in list(c.options)[:n]:
+                c.value = v
+                out.append((f"{getattr(c, 'description', self.main_control) or self.main_control} = {v}", bytes(self.image.value),
+                            self.info.value, self.css_size()[0]))
+        finally:   # back as it was: the main control first (other controls' options follow it), each change redrawn
+            for k in [self.main_control] + [k for k in keep if k != self.main_control]:
+                w = self.controls[k]
+                if w.value != keep[k] and keep[k] in getattr(w, 'options', [keep[k]]): w.value = keep[k]
+        return out
+
+    def static_html(self, n:int=3) -> str:
+        "The explorer as HTML without widgets: a PNG (inline) of each of the first `n` states of its main control, and its panel."
+        return render(STATIC, name=type(self).__name__, states=[
+            (cap, base64.b64encode(png).decode('ascii'), Markup(panel), w) for cap, png, panel, w in self.static_states(n)])
 
     @property
     def widget(self) -> widgets.Widget:
@@ -135,4 +201,10 @@ class Explorer:
             self._widget = widgets.VBox([top, self.image, *self._panels()])
         return self._widget
 
-    def _repr_mimebundle_(self, **kwargs): return self.widget._repr_mimebundle_(**kwargs)
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        "The widget view for JupyterLab, and static HTML images of the main states for renderers without widgets."
+        data = self.widget._repr_mimebundle_(include=include, exclude=exclude, **kwargs) or {}
+        data = dict(data[0] if isinstance(data, tuple) else data)
+        if (include is None or 'text/html' in include) and not (exclude and 'text/html' in exclude):
+            data['text/html'] = self.static_html()
+        return data

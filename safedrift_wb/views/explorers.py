@@ -12,8 +12,8 @@ from ..common.errors import SchemaError
 from ..analysis import contradiction, disagreement
 from .fmt import esc, estimate, html_table, num, p_text
 from .plot_base import cell_outlines, clear_plot, text_inches, verdict_colors
-from .drift_tables import as_cell, cell_label, derivatives, drift_table, lineage_of, measured_cells
-from .heatmap import SORTS, DriftHeatmap, heatmap_data, heatmap_size
+from .drift_tables import as_cell, cell_label, derivatives, drift_table, lineage_of, measured_cells, verdict_counts
+from .heatmap import SORTS, DriftHeatmap, drift_scale, heatmap_data, heatmap_size
 from .forest import forest_labels, forest_rows, forest_span, forest_title, plot_model_drifts
 from .scatter_plots import (ContradictionScatter, contradictory_pairs, pair_cells, plot_contradiction,
                             plot_disagreement, plot_predictiveness, quadrants, quiet_predictiveness,
@@ -52,7 +52,8 @@ def cell_html(cube:xr.Dataset, # a drift cube
     return html_table(rows)
 
 class DriftExplorer(Explorer):
-    "Heatmap of safety drift filtered by metric, category, domain, family and method, with a selected cell's statistics."
+    "Heatmap of safety drift filtered by metric, category, domain, family and method; a clicked cell opens in a ModelExplorer."
+    main_control = 'metric'
     def __init__(self, cube:xr.Dataset, # a drift cube
                  *,
                  alpha:float=0.05, # initial FDR level
@@ -60,10 +61,17 @@ class DriftExplorer(Explorer):
                  sort:str='lineage', # initial row order, one of `SORTS`
                  max_labels:int=24, # most tick labels per axis
                  max_size:tuple=(12.5, 9.0), # largest figure (inches), reached by big cubes
-                 dpi:float=72, # resolution of the image
+                 transcripts:pd.DataFrame|None=None, # prompts and responses, for the items that flipped in a clicked cell
+                 dpi:float=72, # CSS pixels per inch of figure
+                 pixel_ratio:float=2, # image pixels per CSS pixel (2: sharp on HiDPI screens)
                 ):
-        super().__init__(cube, dpi=dpi)
+        super().__init__(cube, dpi=dpi, pixel_ratio=pixel_ratio)
         self.max_labels, self.max_size, self._heatmap, self._key, self._frame_key = max_labels, max_size, None, None, None
+        self.vmax = drift_scale(cube)   # one colour scale for the cube: filters never rescale it
+        self.transcripts, self._model_explorer = transcripts, None
+        self.detail = widgets.VBox([])
+        self.open_button = widgets.Button(description='open in model explorer', layout=widgets.Layout(width='200px'))
+        self.open_button.on_click(lambda _: all(self.selected) and self.open_cell(*self.selected))
         ders = derivatives(cube)
         if not ders: raise SchemaError("DriftExplorer: the cube has no derivative (every model is a root)")
         cells = measured_cells(cube, models=ders)
@@ -110,7 +118,7 @@ class DriftExplorer(Explorer):
         if tuple(self.figure.get_size_inches()) != size: self.figure.set_size_inches(size)
         if self._heatmap is None: self._heatmap = DriftHeatmap(self.figure.add_subplot(), fit=True)
         self._heatmap.update(self.cube, self.rows, self.cells, self.values, self.significant, alpha=c['alpha'], highlight=hl,
-                             max_labels=self.max_labels)
+                             max_labels=self.max_labels, vmax=self.vmax)
         h = self._heatmap
         self._dynamic = [h.marks, h.highlight, h.ax.title]
         # rows reordered (or other rows) under the same columns, colour scale and margins: only the image, the row labels
@@ -120,18 +128,62 @@ class DriftExplorer(Explorer):
         same, self._frame_key = frame == self._frame_key, frame
         return 'layer' if same else 'full'
 
+    def _panels(self):
+        how = 'Click a cell' if self._events is not None else 'Pick a model and a cell above'
+        hint = widgets.HTML(f'<small>{how} to open it in the model explorer below, with the items that flipped.</small>')
+        return [self.info, widgets.HBox([self.open_button, hint]), self.detail]
+
+    @property
+    def model_explorer(self) -> 'ModelExplorer':
+        "The ModelExplorer that clicked cells open in (made on first use, with this explorer's transcripts)."
+        if self._model_explorer is None:
+            self._model_explorer = ModelExplorer(self.cube, model=self.selected[0] or None, transcripts=self.transcripts,
+                                                 alpha=self.controls['alpha'].value, dpi=self.dpi, pixel_ratio=self.pixel_ratio)
+        return self._model_explorer
+
+    def cell_at(self, event) -> tuple|None:
+        "(model, cell) under a matplotlib mouse event on the heatmap, or None."
+        h = self._heatmap
+        if h is None or event.inaxes is not h.ax or event.xdata is None or event.ydata is None: return None
+        r, c = int(round(event.ydata)), int(round(event.xdata))
+        return (self.rows[r], self.cells[c]) if 0 <= r < len(self.rows) and 0 <= c < len(self.cells) else None
+
+    def _on_press(self, event):
+        hit = self.cell_at(event)
+        if hit is not None: self.open_cell(*hit)
+
+    def open_cell(self, model:str, # a derivative shown as a row
+                  cell, # (benchmark, metric) or 'benchmark/metric'
+                 ) -> 'ModelExplorer':
+        "What a click on a cell does: select it here, and open its model and benchmark in the model explorer with the items that flipped."
+        label = cell_label(as_cell(self.cube, cell))
+        with self._holding():
+            self.controls['model'].value, self.controls['cell'].value = model, label
+        self.redraw()
+        mx = self.model_explorer
+        b = as_cell(self.cube, cell)[0]
+        with mx._holding():
+            mx.controls['model'].value = model
+            mx.controls['alpha'].value = self.controls['alpha'].value
+            mx.controls['benchmark'].value = b if b in mx.controls['benchmark'].options else ALL
+        mx.redraw()
+        if list(self.detail.children) != [mx.widget]: self.detail.children = [mx.widget]
+        return mx
+
 # %% ../../nbs/77_explorers.ipynb #082f01ba
 class ContradictionExplorer(Explorer):
     "Scatter of two cells' safety drifts with quadrant counts, the disagreement matrix, and the contradictory models."
+    main_control = 'cell_y'
     def __init__(self, cube:xr.Dataset, # a drift cube
                  *,
                  cell_x=None, # initial first cell (None: the most contradictory pair)
                  cell_y=None, # initial second cell
                  alpha:float=0.05, # initial FDR level
                  max_labels:int=24, # most tick labels per axis of the matrix
-                 dpi:float=72, # resolution of the image
+                 dpi:float=72, # CSS pixels per inch of figure
+                 pixel_ratio:float=2, # image pixels per CSS pixel (2: sharp on HiDPI screens)
                 ):
-        super().__init__(cube, dpi=dpi, figsize=(13.0, 6.5))
+        super().__init__(cube, dpi=dpi, figsize=(13.0, 6.5), pixel_ratio=pixel_ratio)
         self.max_labels, self._alpha, self._scatter, self._mark, self._quad = max_labels, None, None, None, None
         ders = derivatives(cube)
         if not ders: raise SchemaError("ContradictionExplorer: the cube has no derivative (every model is a root)")
@@ -232,6 +284,7 @@ def lineage_html(cube:xr.Dataset, # a drift cube
 
 class ModelExplorer(Explorer):
     "One derivative: lineage, drifts per benchmark/metric with intervals, and its flipped items when transcripts are given."
+    main_control = 'model'
     def __init__(self, cube:xr.Dataset, # a drift cube
                  *,
                  model:str|None=None, # initial derivative (None: the first)
@@ -240,9 +293,10 @@ class ModelExplorer(Explorer):
                  max_items:int=10, # flipped items shown per direction
                  threshold:float=0.5, # a judged value at least this counts as outcome 1
                  max_cells:int=20, # cells in the forest plot, those with the smallest q
-                 dpi:float=72, # resolution of the image
+                 dpi:float=72, # CSS pixels per inch of figure
+                 pixel_ratio:float=2, # image pixels per CSS pixel (2: sharp on HiDPI screens)
                 ):
-        super().__init__(cube, dpi=dpi, figsize=(7.6, 4.8))
+        super().__init__(cube, dpi=dpi, figsize=(7.6, 4.8), pixel_ratio=pixel_ratio)
         self.max_cells, self._shown = max_cells, None
         ders = derivatives(cube)
         if not ders: raise SchemaError("ModelExplorer: the cube has no derivative (every model is a root)")
@@ -263,9 +317,9 @@ class ModelExplorer(Explorer):
         self._flips()
         if self._shown == (m, a): return 'none'            # only the flipped items changed
         tab = drift_table(self.cube, alpha=a, models=[m])  # every cell, shown or not: the verdict counts, then the plot's rows
-        n = tab.verdict.value_counts()
-        shown = ['safer', 'less safe'] + [v for v in ('better', 'worse', 'not significant') if v in n]
-        self.info.value = html_table([(v, int(n.get(v, 0))) for v in shown], ['verdict', f'cells (q < {a:g})'])
+        n = verdict_counts(self.cube, alpha=a, models=[m], table=tab).iloc[0]   # the counts the report shows
+        shown = ['safer', 'less safe'] + [v for v in ('better', 'worse', 'not significant') if (tab.verdict == v).any()]
+        self.info.value = html_table([(v, int(n[v.replace(' ', '_')])) for v in shown], ['verdict', f'cells (q < {a:g})'])
         self.lineage.value = lineage_html(self.cube, m)
         t = forest_rows(self.cube, m, alpha=a, max_cells=self.max_cells, table=tab)
         colors = verdict_colors(t.safety_drift.to_numpy(float), t.significant.to_numpy(bool))
@@ -311,13 +365,15 @@ class ModelExplorer(Explorer):
 # %% ../../nbs/77_explorers.ipynb #2f06c3c4
 class PredictivenessExplorer(Explorer):
     "Base vs derivative scores per benchmark/metric with the identity line, rank flips, and the cell's predictiveness."
+    main_control = 'cell'
     def __init__(self, cube:xr.Dataset, # a drift cube
                  *,
                  cell=None, # initial cell (None: the one with the most rank flips)
                  color_by:str='family', # initial model coordinate that colours the points
-                 dpi:float=72, # resolution of the image
+                 dpi:float=72, # CSS pixels per inch of figure
+                 pixel_ratio:float=2, # image pixels per CSS pixel (2: sharp on HiDPI screens)
                 ):
-        super().__init__(cube, dpi=dpi, figsize=(7.8, 5.6))
+        super().__init__(cube, dpi=dpi, figsize=(7.8, 5.6), pixel_ratio=pixel_ratio)
         if not derivatives(cube): raise SchemaError("PredictivenessExplorer: the cube has no derivative (every model is a root)")
         self.stats = quiet_predictiveness(cube)
         n = self.stats.n_pairs.to_series()

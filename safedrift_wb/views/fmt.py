@@ -9,11 +9,14 @@ import html
 import json
 import math
 import re
+from functools import lru_cache
+import jinja2
+from markupsafe import Markup
 from .plot_base import figure_png
 
 # %% auto #0
-__all__ = ['MD_SPECIAL', 'num', 'interval', 'estimate', 'p_text', 'drift_text', 'value_text', 'esc', 'html_table', 'md_text',
-           'img_tag']
+__all__ = ['HTML_ENV', 'TABLE', 'MD_SPECIAL', 'num', 'interval', 'estimate', 'p_text', 'drift_text', 'value_text', 'esc',
+           'render', 'html_table', 'md_text', 'img_tag']
 
 # %% ../../nbs/70a_fmt.ipynb #f3652192
 def num(x, # a number (or anything: what is not a number is printed as it is)
@@ -62,14 +65,26 @@ def esc(x) -> str:
     "Text made safe to put in HTML: `<`, `>`, `&` and quotes escaped."
     return html.escape(str(x), quote=True)
 
+HTML_ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+
+@lru_cache(maxsize=None)
+def _template(source:str) -> jinja2.Template: return HTML_ENV.from_string(source)
+
+def render(template:str, # jinja2 template source
+           **values, # what it shows: escaped, except `Markup` (HTML made here)
+          ) -> str:
+    "A jinja2 template filled with autoescape on, as a plain string (wrap it in `Markup` to put it in another template)."
+    return _template(template).render(**values)
+
+TABLE = ('<table class="{{ cls }}">{% if header %}<tr>{% for c in header %}<th>{{ c }}</th>{% endfor %}</tr>{% endif %}'
+         '{% for r in rows %}<tr>{% for c in r %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}</table>')
+
 def html_table(rows:list, # (label, value) pairs or lists of cells
                header:list|None=None, # column names
                *, cls:str='sd-table', # CSS class
               ) -> str:
     "A small HTML table; every cell is escaped."
-    td = lambda cells, tag: '<tr>' + ''.join(f'<{tag}>{esc(c)}</{tag}>' for c in cells) + '</tr>'
-    head = td(header, 'th') if header else ''
-    return f'<table class="{esc(cls)}">' + head + ''.join(td(r, 'td') for r in rows) + '</table>'
+    return render(TABLE, rows=rows, header=header, cls=cls)
 
 MD_SPECIAL = re.compile(r'([\\`*_{}\[\]|~])')
 

@@ -18,7 +18,7 @@ from .drift_tables import (as_cell, benchmark_categories, cell_text, check_model
                            lineage_order, measured_cells, metric_roles, need_vars)
 
 # %% auto #0
-__all__ = ['SORTS', 'order_models', 'heatmap_data', 'heatmap_size', 'DriftHeatmap', 'plot_drift_heatmap']
+__all__ = ['SORTS', 'order_models', 'heatmap_data', 'drift_scale', 'heatmap_size', 'DriftHeatmap', 'plot_drift_heatmap']
 
 # %% ../../nbs/73_heatmap.ipynb #29f03cbf
 SORTS = ('lineage', 'name', 'mean drift', 'regressions', 'contradiction')
@@ -75,6 +75,14 @@ def heatmap_data(cube:xr.Dataset, # a drift cube
     roles = metric_roles(cube)
     order = order_models(cube, rows, v, sig, np.array([roles[k] != 'utility' for _, k in cells]), sort=sort)
     return [rows[i] for i in order], cells, v[order], sig[order]
+
+def drift_scale(cube:xr.Dataset) -> float:
+    "The colour limit of a cube's heatmaps: the largest absolute safety drift of any derivative cell (symmetric about 0, fixed per cube)."
+    need_vars(cube, ['safety_drift'], 'drift_scale')
+    ders = derivatives(cube)
+    v = np.abs(np.asarray(cube.safety_drift.sel(model=ders).values, float)) if ders else np.zeros(0)
+    v = v[np.isfinite(v)]
+    return float(v.max()) if len(v) and v.max() > 0 else 1e-3
 
 def heatmap_size(n_rows:int, # rows (models)
                  n_cols:int, # columns (cells)
@@ -139,6 +147,8 @@ class DriftHeatmap:
         lim = lim if lim > 0 else 1e-3
         self.im.set_data(np.ma.masked_invalid(v)); self.im.set_extent((-0.5, C - 0.5, R - 0.5, -0.5))
         self.im.norm.vmin, self.im.norm.vmax = -lim, lim
+        label = 'safety drift vs base (+ = safer)' + (f'\nscale ±{lim:.3g}, fixed for the cube' if vmax else '')
+        if self.cbar.ax.get_ylabel() != label: self.cbar.set_label(label, fontsize=8)
         ax.set_xlim(-0.5, C - 0.5); ax.set_ylim(R - 0.5, -0.5)
         self.marks.set_linewidth(0.8 if R*C > 2500 else 1.6)
         if annotate or (annotate is None and R*C <= 300):
@@ -184,7 +194,7 @@ def plot_drift_heatmap(cube:xr.Dataset, # a drift cube
                        include_utility:bool=True, # keep utility metrics as columns
                        highlight=None, # (model, cell) to outline in colour, e.g. the cell an explorer selected
                        annotate:bool|None=None, # print values in the cells (None: when the grid is small)
-                       vmax:float|None=None, # colour limit (None: largest absolute drift shown)
+                       vmax:float|None=None, # colour limit (None: `drift_scale(cube)`, the same for every filter)
                        max_labels:int=60, # most tick labels per axis; big cubes label every k-th row or column
                        ax=None, # axes to draw on
                        fig:Figure|None=None, # figure to clear and draw on
@@ -197,6 +207,7 @@ def plot_drift_heatmap(cube:xr.Dataset, # a drift cube
     own = ax is None
     fig, ax = figure_axes(ax, fig, heatmap_size(len(rows), len(cells), chars))
     if highlight is not None: highlight = (highlight[0], as_cell(cube, highlight[1]))
-    DriftHeatmap(ax, fit=own).update(cube, rows, cells, v, sig, alpha=alpha, highlight=highlight, annotate=annotate, vmax=vmax,
+    DriftHeatmap(ax, fit=own).update(cube, rows, cells, v, sig, alpha=alpha, highlight=highlight, annotate=annotate,
+                                     vmax=drift_scale(cube) if vmax is None else vmax,
                                      max_labels=max_labels)
     return fig

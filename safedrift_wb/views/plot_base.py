@@ -17,7 +17,7 @@ from matplotlib.path import Path as MplPath
 # %% auto #0
 __all__ = ['CHAR_INCH', 'SAFER', 'LESS_SAFE', 'NOT_SIGNIFICANT', 'new_figure', 'plain_text', 'figure_png', 'as_image',
            'figure_axes', 'text_inches', 'fit_margins', 'empty_message', 'set_tick_labels', 'clear_plot',
-           'verdict_colors', 'cell_outlines', 'n_outlined']
+           'place_labels', 'verdict_colors', 'cell_outlines', 'n_outlined']
 
 # %% ../../nbs/71_plot_base.ipynb #0fcb36ff
 def new_figure(figsize:tuple=(6.4, 4.8), # width, height in inches
@@ -99,6 +99,35 @@ def clear_plot(ax):
     "Remove what was plotted on `ax` but keep its axis and tick objects (cheaper than `cla`, which rebuilds them)."
     for a in [*ax.collections, *ax.lines, *ax.patches, *ax.texts, *ax.images, *ax.artists]: a.remove()
     if ax.get_legend() is not None: ax.get_legend().remove()
+
+# %% ../../nbs/71_plot_base.ipynb #9e3846d0
+_SPOTS = [(4, 4, 'left', 'bottom'), (4, -4, 'left', 'top'), (-4, 4, 'right', 'bottom'), (-4, -4, 'right', 'top'),
+          (0, 6, 'center', 'bottom'), (0, -6, 'center', 'top'), (7, 0, 'left', 'center'), (-7, 0, 'right', 'center')]
+
+def place_labels(ax, # axes holding the points
+                 xs, ys, # point positions (data coordinates)
+                 names:list, # a label per point, placed in this order
+                 **kw, # text properties (fontsize, color, ...)
+                ) -> list:
+    "Annotate points with names that overlap no other name or text and stay inside the axes; names with no free spot are left out."
+    fig = ax.figure
+    if fig.get_layout_engine() is not None: fig.draw_without_rendering()   # the axes where the layout puts them
+    r = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(r)
+    taken = [t.get_window_extent(r) for t in ax.texts if t.get_visible() and t.get_text()]
+    placed = []
+    for name, x, y in zip(names, xs, ys):
+        if not (np.isfinite(x) and np.isfinite(y)): continue
+        a = ax.annotate(str(name), (x, y), xytext=_SPOTS[0][:2], textcoords='offset points', annotation_clip=False, **kw)
+        a.set_in_layout(False)
+        for dx, dy, ha, va in _SPOTS:
+            a.set_position((dx, dy)); a.set_ha(ha); a.set_va(va)
+            bb = a.get_window_extent(r)
+            if (bb.x0 >= inside.x0 and bb.x1 <= inside.x1 and bb.y0 >= inside.y0 and bb.y1 <= inside.y1
+                    and not any(bb.overlaps(o) for o in taken)):
+                taken.append(bb); placed.append(a); break
+        else: a.remove()
+    return placed
 
 # %% ../../nbs/71_plot_base.ipynb #6cef24bf
 SAFER, LESS_SAFE, NOT_SIGNIFICANT = '#2166ac', '#b2182b', '#8c8c8c'

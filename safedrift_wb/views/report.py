@@ -14,19 +14,23 @@ import xarray as xr
 from ..common.args import command_parser, parse
 from ..common.errors import SchemaError, UsageError
 from ..common.validate import arg_prob, check_output_path, read_input_table, write_output
-from ..cube import read_cube, summarize
+from markupsafe import Markup
+from ..cube import read_cube
 from ..analysis import contradiction, disagreement
-from .fmt import esc, estimate, html_table, img_tag, num, value_text
+from .fmt import estimate, html_table, img_tag, num, render, value_text
 from .plot_base import new_figure
-from .drift_tables import cell_label, derivatives, drift_table, lineage_of, lineage_order, measured_cells
+from .drift_tables import (cell_label, derivatives, drift_table, lineage_of, lineage_order, measured_cells,
+                                            verdict_counts)
+from .headline import headline_html
 from .heatmap import plot_drift_heatmap
 from .scatter_plots import (contradictory_pairs, plot_contradiction, plot_disagreement, plot_predictiveness,
                             quiet_predictiveness, rank_flip_pairs)
 from .transcripts import flipped_items, flips_html, validate_transcripts
 
 # %% auto #0
-__all__ = ['PROV_INLINE', 'CSS', 'evaluated_html', 'verdicts_html', 'significant_html', 'flips_section', 'report_html',
-           'write_report', 'cli_report']
+__all__ = ['PROV_INLINE', 'EVALUATED', 'SIGNIFICANT', 'CSS', 'CONTRADICTION', 'PREDICTIVENESS', 'NO_PREDICTIVENESS', 'MIN_BASES',
+           'FLIPS_SECTION', 'PAGE', 'evaluated_html', 'verdicts_html', 'significant_html', 'predictive_bases',
+           'flips_section', 'report_html', 'write_report', 'cli_report']
 
 # %% ../../nbs/78_report.ipynb #59fd8ba2
 _SETTINGS = [('source', 'source of the scores'), ('ci_prob', 'interval coverage'), ('n_boot', 'bootstrap resamples'),
@@ -58,6 +62,13 @@ def _judges(cube, transcripts) -> list[str]:
 
 PROV_INLINE = 300  # provenance values longer than this (as text) are folded under the table
 
+EVALUATED = ('<p>{{ n }} models ({{ nd }} derivatives of {{ n - nd }} roots), {{ nb }} benchmarks, {{ nm }} metrics.</p>'
+             '<h3>Models</h3>{{ models }}<h3>Benchmarks</h3>{{ benches }}<h3>Metrics</h3>{{ metrics }}<h3>Settings</h3>{{ settings }}'
+             '<h3>Provenance</h3>{{ prov if prov is not none else Markup("<p>none recorded</p>") }}'
+             '{% for k, n, text in folded %}<details><summary>{{ k }}{{ n }}</summary><pre class="sd-pre">{{ text }}</pre></details>{% endfor %}'
+             '<h3>Judges</h3>{% if judges %}<ul>{% for j in judges %}<li>{{ j }}</li>{% endfor %}</ul>'
+             "{% else %}<p>No judge is recorded in the cube's attributes or provenance.</p>{% endif %}")
+
 def evaluated_html(cube:xr.Dataset, # a drift cube
                    transcripts:pd.DataFrame|None=None, # transcripts, for the judges they name
                   ) -> str:
@@ -85,50 +96,49 @@ def evaluated_html(cube:xr.Dataset, # a drift cube
     short = {k: value_text(v) for k, v in prov.items() if len(value_text(v)) <= PROV_INLINE}
     long = {k: v for k, v in prov.items() if k not in short}
     rows = [(k, short[k] if k in short else f"{len(v)} entries, below" if isinstance(v, (list, dict)) else 'below') for k, v in prov.items()]
-    prov_t = html_table(rows, ['provenance', 'value']) if prov else '<p>none recorded</p>'
-    prov_t += ''.join(f"<details><summary>{esc(k)}{f' ({len(v)} entries)' if isinstance(v, (list, dict)) else ''}</summary><pre class=\"sd-pre\">"
-                      f"{esc(json.dumps(v, indent=1, default=str) if isinstance(v, (list, dict)) else str(v))}</pre></details>"
-                      for k, v in long.items())
-    judges = _judges(cube, transcripts)
-    judge_t = ('<ul>' + ''.join(f'<li>{esc(j)}</li>' for j in judges) + '</ul>') if judges else \
-              '<p>No judge is recorded in the cube\'s attributes or provenance.</p>'
+    folded = [(k, f' ({len(v)} entries)' if isinstance(v, (list, dict)) else '',
+               json.dumps(v, indent=1, default=str) if isinstance(v, (list, dict)) else str(v)) for k, v in long.items()]
     nd = len(derivatives(cube))
-    return (f"<p>{cube.sizes['model']} models ({nd} derivatives of {cube.sizes['model'] - nd} roots), "
-            f"{cube.sizes['benchmark']} benchmarks, {cube.sizes['metric']} metrics.</p>"
-            f"<h3>Models</h3>{models}<h3>Benchmarks</h3>{benches}<h3>Metrics</h3>{metrics}"
-            f"<h3>Settings</h3>{settings}<h3>Provenance</h3>{prov_t}<h3>Judges</h3>{judge_t}")
+    return render(EVALUATED, n=cube.sizes['model'], nd=nd, nb=cube.sizes['benchmark'], nm=cube.sizes['metric'],
+                  models=Markup(models), benches=Markup(benches), metrics=Markup(metrics), settings=Markup(settings),
+                  Markup=Markup, prov=Markup(html_table(rows, ['provenance', 'value'])) if prov else None, folded=folded,
+                  judges=_judges(cube, transcripts))
 
 # %% ../../nbs/78_report.ipynb #028e5af7
 def verdicts_html(cube:xr.Dataset, # a drift cube
                   *, alpha:float=0.05, # FDR level: significant means q_value < alpha
                  ) -> str:
-    "One row per derivative: significantly safer and less-safe cells, contradiction, largest regression."
-    s = summarize(cube, alpha=alpha)
-    rows = [[m, r.base, r.domain, int(r.cells_tested), int(r.n_safer), int(r.n_less_safe),
+    "One row per derivative: significantly safer and less-safe cells, contradiction, largest regression (counted by `verdict_counts`)."
+    s = verdict_counts(cube, alpha=alpha)
+    rows = [[m, r.base, r.domain, int(r.cells_tested), int(r.safer), int(r.less_safe),
              'yes' if r.contradictory else 'no', r.largest_regression or '—'] for m, r in s.iterrows()]
     return html_table(rows, ['derivative', 'base', 'domain', 'safety cells tested', 'significantly safer', 'significantly less safe',
                              'contradictory', 'largest significant regression'])
+
+SIGNIFICANT = ('{% if not rows %}<p>No derivative cell is significant at q &lt; {{ a }}.</p>{% else %}'
+               '<p>{{ n }} significant cells (q &lt; {{ a }}).</p><table class="sd-table"><tr><th>derivative</th><th>base</th>'
+               '<th>benchmark</th><th>category</th><th>metric</th><th>verdict</th><th>safety drift [{{ ci }} interval]</th><th>drift</th>'
+               '<th>score: base → derivative</th><th>items</th><th>p</th><th>q</th></tr>'
+               '{% for r in rows %}<tr class="{{ r.cls }}"><td>{{ r.model }}</td><td>{{ r.base }}</td><td>{{ r.benchmark }}</td>'
+               '<td>{{ r.category }}</td><td>{{ r.metric }}</td><td>{{ r.verdict }}</td><td class="num">{{ r.sd }}</td>'
+               '<td class="num">{{ r.drift }}</td><td class="num">{{ r.scores }}</td><td class="num">{{ r.n }}</td>'
+               '<td class="num">{{ r.p }}</td><td class="num">{{ r.q }}</td></tr>{% endfor %}</table>'
+               '{% if more > 0 %}<p>{{ more }} more significant cells not shown.</p>{% endif %}{% endif %}')
 
 def significant_html(cube:xr.Dataset, # a drift cube
                      *, alpha:float=0.05, # FDR level: significant means q_value < alpha
                      max_rows:int=300, # rows shown at most (most significant first)
                     ) -> str:
     "Every significant derivative cell with its interval, scores, items shared, p and q."
-    t = drift_table(cube, alpha=alpha, significant_only=True)
-    if t.empty: return f'<p>No derivative cell is significant at q &lt; {alpha:g}.</p>'
-    t = t.sort_values(['q_value', 'p_value'], kind='stable')
+    t = drift_table(cube, alpha=alpha, significant_only=True).sort_values(['q_value', 'p_value'], kind='stable')
     ci = float(cube.attrs.get('ci_prob', 0.95))
     cls = {'safer': 'safer', 'better': 'safer', 'less safe': 'less', 'worse': 'less'}
-    body = ''.join(
-        f'<tr class="{cls.get(r.verdict, "")}"><td>{esc(r.model)}</td><td>{esc(r.base)}</td><td>{esc(r.benchmark)}</td>'
-        f'<td>{esc(r.category)}</td><td>{esc(r.metric)}{" (utility)" if r.role == "utility" else ""}</td><td>{esc(r.verdict)}</td>'
-        f'<td class="num">{r.safety_drift:+.3f} [{r.lower:+.3f}, {r.upper:+.3f}]</td><td class="num">{r.drift:+.3f}</td>'
-        f'<td class="num">{r.base_score:.3f} → {r.score:.3f}</td><td class="num">{int(r.n_shared) if np.isfinite(r.n_shared) else ""}</td>'
-        f'<td class="num">{r.p_value:.2g}</td><td class="num">{r.q_value:.2g}</td></tr>' for r in t.head(max_rows).itertuples())
-    more = f'<p>{len(t) - max_rows} more significant cells not shown.</p>' if len(t) > max_rows else ''
-    head = ('<tr><th>derivative</th><th>base</th><th>benchmark</th><th>category</th><th>metric</th><th>verdict</th>'
-            f'<th>safety drift [{ci:.0%} interval]</th><th>drift</th><th>score: base → derivative</th><th>items</th><th>p</th><th>q</th></tr>')
-    return f'<p>{len(t)} significant cells (q &lt; {alpha:g}).</p><table class="sd-table">{head}{body}</table>{more}'
+    rows = [dict(cls=cls.get(r.verdict, ''), model=r.model, base=r.base, benchmark=r.benchmark, category=r.category,
+                 metric=f"{r.metric}{' (utility)' if r.role == 'utility' else ''}", verdict=r.verdict,
+                 sd=f"{r.safety_drift:+.3f} [{r.lower:+.3f}, {r.upper:+.3f}]", drift=f"{r.drift:+.3f}",
+                 scores=f"{r.base_score:.3f} → {r.score:.3f}", n=int(r.n_shared) if np.isfinite(r.n_shared) else '',
+                 p=f"{r.p_value:.2g}", q=f"{r.q_value:.2g}") for r in t.head(max_rows).itertuples()]
+    return render(SIGNIFICANT, rows=rows, n=len(t), a=f"{alpha:g}", ci=f"{ci:.0%}", more=len(t) - max_rows)
 
 # %% ../../nbs/78_report.ipynb #7cefb217
 CSS = """
@@ -144,7 +154,25 @@ img{max-width:100%;height:auto;border:1px solid #eee;margin:.5em 0}
 .note{background:#f7f7f7;border-left:3px solid #bbb;padding:.5em 1em;font-size:.9em}
 table.sd-flips td div{max-height:14em;overflow:auto}
 pre.sd-pre { max-height: 24em; overflow: auto; font-size: 11px; background: #f6f6f6; padding: 0.5em; white-space: pre-wrap; }
+.sd-headline{font-size:1.05em;line-height:1.5;background:#f3f7fb;border-left:4px solid #2166ac;padding:.3em 1em;margin:1em 0}
 """
+
+CONTRADICTION = ('<p>The pair of cells shown is the one where most derivatives have significant safety drifts of opposite signs: '
+                 '<b>{{ cx }}</b> and <b>{{ cy }}</b>. Right: for every pair of safety cells, the share of derivatives significant on '
+                 'both whose drifts disagree in sign.</p>{{ img }}<h3>Contradictory derivatives (all safety cells)</h3>'
+                 '{% if rows %}{{ table }}{% else %}<p>No derivative is significantly safer on one safety cell and less safe on another.</p>'
+                 '{% endif %}')
+PREDICTIVENESS = ('<p>Does a base model\'s score stand in for its derivatives\'? Cell: <b>{{ cell }}</b> (the one with the most rank '
+                  'flips). Points on the dashed line would mean "derivative = base"; orange lines join pairs of derivatives ordered '
+                  'opposite to their bases.</p>{{ img }}<h3>Predictiveness per cell</h3>{{ table }}')
+NO_PREDICTIVENESS = ('<p>Not shown: whether a base\'s score stands in for its derivatives\' is a comparison between bases, and this '
+                     'cube has {{ n }} base(s) with derivatives ({{ names }}); it takes at least {{ need }} to estimate.</p>')
+MIN_BASES = 3   # predictiveness ranks bases against each other: fewer than this and there is nothing to estimate
+
+def predictive_bases(cube:xr.Dataset) -> list[str]:
+    "The bases in the cube that have at least one derivative: what predictiveness compares."
+    have = set(map(str, cube.model.values))
+    return sorted({str(cube.base.sel(model=m).values) for m in derivatives(cube)} & have)
 
 def _figure_sections(cube, alpha, dpi):
     out = []
@@ -158,27 +186,24 @@ def _figure_sections(cube, alpha, dpi):
         a1, a2 = fig.subplots(1, 2, width_ratios=[1, 1.15])
         plot_contradiction(cube, cx, cy, alpha=alpha, ax=a1)
         plot_disagreement(cube, alpha=alpha, data=d, highlight=(cx, cy), ax=a2)
-        c = contradiction(cube, alpha=alpha).to_dataframe()
+        c = contradiction(cube, alpha=alpha).to_dataframe()   # as the contradiction explorer lists them
         c = c[c.contradictory.astype(bool)]
         rows = [(m, int(r.n_safer), int(r.n_less_safe), f"{r.contradiction_index:.2f}") for m, r in c.iterrows()]
-        table = html_table(rows, ['derivative', 'significantly safer cells', 'significantly less safe cells', 'contradiction index']) \
-                if rows else '<p>No derivative is significantly safer on one safety cell and less safe on another.</p>'
-        out.append(('contradiction', 'Contradictions',
-                    f'<p>The pair of cells shown is the one where most derivatives have significant safety drifts of opposite '
-                    f'signs: <b>{esc(cx)}</b> and <b>{esc(cy)}</b>. Right: for every pair of safety cells, the share of derivatives '
-                    f'significant on both whose drifts disagree in sign.</p>'
-                    + img_tag(fig, alt=f'contradiction scatter of {cx} and {cy}, and the disagreement matrix', dpi=dpi)
-                    + '<h3>Contradictory derivatives (all safety cells)</h3>' + table))
+        table = html_table(rows, ['derivative', 'significantly safer cells', 'significantly less safe cells', 'contradiction index'])
+        img = img_tag(fig, alt=f'contradiction scatter of {cx} and {cy}, and the disagreement matrix', dpi=dpi)
+        out.append(('contradiction', 'Contradictions', render(CONTRADICTION, cx=cx, cy=cy, img=Markup(img), rows=rows, table=Markup(table))))
     cells = measured_cells(cube, var='score')
     if derivatives(cube) and cells:
+        bases = predictive_bases(cube)
+        if len(bases) < MIN_BASES:
+            out.append(('predictiveness', 'Base versus derivative',
+                        render(NO_PREDICTIVENESS, n=len(bases), names=', '.join(bases) or 'none', need=MIN_BASES)))
+            return out
         flips = [(len(rank_flip_pairs(cube, c)), -i, c) for i, c in enumerate(cells)]
         best = max(flips)[2]
-        out.append(('predictiveness', 'Base versus derivative',
-                    f'<p>Does a base model\'s score stand in for its derivatives\'? Cell: <b>{esc(cell_label(best))}</b> (the one with '
-                    f'the most rank flips). Points on the dashed line would mean "derivative = base"; orange lines join pairs of '
-                    f'derivatives ordered opposite to their bases.</p>'
-                    + img_tag(plot_predictiveness(cube, best), alt=f'base versus derivative scores on {cell_label(best)}', dpi=dpi)
-                    + _predictiveness_table(cube)))
+        img = img_tag(plot_predictiveness(cube, best), alt=f'base versus derivative scores on {cell_label(best)}', dpi=dpi)
+        out.append(('predictiveness', 'Base versus derivative', render(PREDICTIVENESS, cell=cell_label(best), img=Markup(img),
+                                                                       table=Markup(_predictiveness_table(cube)))))
     return out
 
 def _predictiveness_table(cube):
@@ -191,28 +216,39 @@ def _predictiveness_table(cube):
         rank_corr = estimate(s.rank_corr, lo, hi, '.2f', missing='', sep=' ') if np.isfinite(lo) else num(s.rank_corr, '.2f', missing='')
         rows.append([f"{b} / {k}", int(s.n_pairs), rank_corr, num(s.mae_base, '.3f', missing=''), num(s.rank_flip_rate, '.2f', missing=''),
                      int(s.n_comparable)])
-    return '<h3>Predictiveness per cell</h3>' + html_table(rows, ['cell', 'pairs', 'rank correlation [interval]',
-                                                                   'mean abs. error of "derivative = base"', 'rank flip rate', 'comparable pairs'])
+    return html_table(rows, ['cell', 'pairs', 'rank correlation [interval]', 'mean abs. error of "derivative = base"', 'rank flip rate',
+                             'comparable pairs'])
+
+FLIPS_SECTION = ('{% if not counts %}<p>The transcripts hold no derivative together with its base.</p>{% else %}{{ table }}'
+                 '{% for m, base, html in parts %}<h3>{{ m }} <small>vs {{ base }}</small></h3>{{ html }}{% endfor %}{% endif %}')
 
 def flips_section(cube:xr.Dataset, # a drift cube
                   transcripts:pd.DataFrame, # model, benchmark, item, prompt, response + judged values
                   *, max_examples:int=5, # items shown per derivative and direction
                   threshold:float=0.5, # a judged value at least this counts as outcome 1
                  ) -> str:
-    "Per derivative, items whose judged outcome flipped from its base, with both responses (escaped)."
+    "Per derivative, items whose judged outcome flipped from its base, with both responses (without chat markup, escaped)."
     tr = validate_transcripts(transcripts)
     have = set(tr.model)
-    out, counts = [], []
+    parts, counts = [], []
     for m in derivatives(cube):
         base = lineage_of(cube, m)['ancestors'][-1]
         if m not in have or base not in have: continue
         f = flipped_items(tr, m, cube=cube, threshold=threshold)
         counts.append([m, base, int((f.direction == 'less safe').sum()), int((f.direction == 'safer').sum()),
                        int((f.direction == 'changed').sum())])
-        if len(f): out.append(f'<h3>{esc(m)} <small>vs {esc(base)}</small></h3>' + flips_html(f, max_items=max_examples))
-    if not counts: return '<p>The transcripts hold no derivative together with its base.</p>'
-    return (html_table(counts, ['derivative', 'base', 'items less safe', 'items safer', 'changed (metric of unknown direction)'])
-            + ''.join(out))
+        if len(f): parts.append((m, base, Markup(flips_html(f, max_items=max_examples))))
+    table = html_table(counts, ['derivative', 'base', 'items less safe', 'items safer', 'changed (metric of unknown direction)'])
+    return render(FLIPS_SECTION, counts=counts, table=Markup(table), parts=parts)
+
+PAGE = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<title>{{ title }}</title><style>{{ css }}</style></head><body><main><h1>{{ title }}</h1><p class="sub">written {{ now }} by '
+        'safedrift_wb {{ version }}; cube created {{ created }}</p>{{ headline }}'
+        '<p class="note"><b>How to read.</b> Drift is a derivative\'s score minus its immediate base\'s score, paired on shared items. '
+        '<i>Safety drift</i> is drift oriented so that positive means safer, whatever the metric\'s direction. Intervals cover {{ ci }}. '
+        'A drift is <i>significant</i> when its Benjamini-Hochberg q-value is below {{ a }}; the paired test: {{ test }}.</p>'
+        '<nav><ol>{% for k, t, _ in sections %}<li><a href="#{{ k }}">{{ t }}</a></li>{% endfor %}</ol></nav>'
+        '{% for k, t, h in sections %}<section id="{{ k }}"><h2>{{ t }}</h2>{{ h }}</section>{% endfor %}</main></body></html>')
 
 def report_html(cube:xr.Dataset, # a drift cube
                 *,
@@ -228,9 +264,6 @@ def report_html(cube:xr.Dataset, # a drift cube
     if missing: raise SchemaError(f"report: the cube lacks {missing}; is it a drift cube from build_cube or cube_from_scores?")
     if not 0 < alpha < 1: raise SchemaError(f"alpha must be in (0, 1), got {alpha}")
     if transcripts is not None: validate_transcripts(transcripts)
-    title = title or 'Safety drift report'
-    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    ci = float(cube.attrs.get('ci_prob', 0.95))
     sections = [('evaluated', 'What was evaluated', evaluated_html(cube, transcripts)),
                 ('verdicts', 'Verdict per derivative', verdicts_html(cube, alpha=alpha)),
                 ('significant', 'Significant drifts', significant_html(cube, alpha=alpha))]
@@ -239,18 +272,12 @@ def report_html(cube:xr.Dataset, # a drift cube
             sections += _figure_sections(cube, alpha, dpi)
     if transcripts is not None:
         sections.append(('flips', 'Items that flipped', flips_section(cube, transcripts, max_examples=max_examples)))
-    note = (f'<p class="note"><b>How to read.</b> Drift is a derivative\'s score minus its immediate base\'s score, paired on '
-            f'shared items. <i>Safety drift</i> is drift oriented so that positive means safer, whatever the metric\'s direction. '
-            f'Intervals cover {ci:.0%}. A drift is <i>significant</i> when its Benjamini-Hochberg q-value is below {alpha:g}; '
-            f'the paired test: {esc(cube.attrs.get("test", "not recorded"))}.</p>')
-    nav = '<nav><ol>' + ''.join(f'<li><a href="#{k}">{esc(t)}</a></li>' for k, t, _ in sections) + '</ol></nav>'
-    body = ''.join(f'<section id="{k}"><h2>{esc(t)}</h2>{h}</section>' for k, t, h in sections)
-    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{esc(title)}</title><style>{CSS}</style></head><body><main>'
-            f'<h1>{esc(title)}</h1><p class="sub">written {now} by safedrift_wb '
-            f'{esc(cube.attrs.get("safedrift_wb_version", ""))}; cube created {esc(cube.attrs.get("created", "(unknown)"))}</p>'
-            f'{note}{nav}{body}</main></body></html>')
+    return render(PAGE, title=title or 'Safety drift report', css=Markup(CSS),
+                  now=datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+                  version=cube.attrs.get('safedrift_wb_version', ''), created=cube.attrs.get('created', '(unknown)'),
+                  headline=Markup(headline_html(cube, alpha=alpha)) if derivatives(cube) else '',
+                  ci=f"{float(cube.attrs.get('ci_prob', 0.95)):.0%}", a=f"{alpha:g}", test=cube.attrs.get('test', 'not recorded'),
+                  sections=[(k, t, Markup(h)) for k, t, h in sections])
 
 def write_report(cube:xr.Dataset, # a drift cube
                  path, # HTML file to write

@@ -16,6 +16,7 @@ from matplotlib.patches import PathPatch, Rectangle
 from ..common.errors import SchemaError
 from ..analysis import disagreement, predictiveness
 from .plot_base import (LESS_SAFE, NOT_SIGNIFICANT, SAFER, cell_outlines, empty_message, figure_axes, fit_margins,
+                                          place_labels,
                         set_tick_labels, text_inches)
 from .drift_tables import (as_cell, cell_label, check_models, derivatives, grid_values, lineage_of, model_coord,
                            need_vars, strs)
@@ -90,8 +91,6 @@ class ContradictionScatter:
         self.points.set_offsets(np.c_[x, y]); self.points.set_facecolor(np.where(both, colors, 'white')); self.points.set_edgecolor(colors)
         ax.set_xlim(-lx, lx); ax.set_ylim(-ly, ly)
         for t in self.names: t.remove()
-        self.names = [ax.annotate(m, (xi, yi), xytext=(4, 4), textcoords='offset points', fontsize=7, color='#333333')
-                      for m, xi, yi in zip(qd.index, x, y)] if label or (label is None and len(qd) <= 25) else []
         n = qd.quadrant.value_counts(); k = qd[both].quadrant.value_counts()
         def say(q): return f"{q}: {int(n.get(q, 0))}\n{int(k.get(q, 0))} significant on both"
         up = np.sign(qd.x) != np.sign(qd.y)
@@ -103,6 +102,8 @@ class ContradictionScatter:
         ax.set_ylabel(f"safety drift on {cell_label(cy)}  (+ = safer)", fontsize=8.5)
         ax.set_title(f"{int(qd.contradictory.sum())} significantly contradictory, {int(n.get('contradictory', 0))} with opposite signs\n"
                      f"filled: significant on both (q < {alpha:g}); bars: intervals", fontsize=9, loc='left', y=1.0)
+        self.names = place_labels(ax, x, y, list(qd.index), fontsize=7, color='#333333') \
+                     if label or (label is None and len(qd) <= 25) else []   # last: placed where the layout leaves the axes
         return self
 
 def plot_contradiction(cube:xr.Dataset, # a drift cube
@@ -270,9 +271,6 @@ def plot_predictiveness(cube:xr.Dataset, # a drift cube
     for gi, g in enumerate(sorted(set(groups))):
         m = np.array([v == g for v in groups])
         ax.scatter(x[m], y[m], s=40, color=palette(gi % 10), zorder=3, label=f"{color_by}: {g}", gid=f'models:{g}')
-    if label or (label is None and len(p) <= 25):
-        for m, xi, yi in zip(p.model, x, y):
-            ax.annotate(m, (xi, yi), xytext=(4, -9), textcoords='offset points', fontsize=7, color='#333333')
     ax.set_xlim(lo - pad, hi + pad); ax.set_ylim(lo - pad, hi + pad); ax.set_aspect('equal', adjustable='box')
     his = bool(cube.higher_is_safer.sel(metric=c[1])) if 'higher_is_safer' in cube.coords else None
     if his is not None:
@@ -288,6 +286,7 @@ def plot_predictiveness(cube:xr.Dataset, # a drift cube
                         top=0.55, bottom=0.55)
     ax.set_title(f"{cell_label(c)}: base vs derivative\nSpearman rho = {rho:.2f} over {len(p)} pairs; rank flips "
                  f"{len(flips)}/{flips.attrs['n_comparable']} comparable pairs", fontsize=9, loc='left', y=1.0)
+    if label or (label is None and len(p) <= 25): place_labels(ax, x, y, list(p.model), fontsize=7, color='#333333')
     return fig
 
 # %% ../../nbs/75_scatter_plots.ipynb #cd411e70

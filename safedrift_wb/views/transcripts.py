@@ -4,15 +4,42 @@
 
 # %% ../../nbs/76a_transcripts.ipynb #ba2b26b5
 from __future__ import annotations
+import re
 import pandas as pd
 import xarray as xr
 from ..common.errors import SchemaError
 from ..schema import METRICS
-from .fmt import esc, num
+from markupsafe import Markup
+from .fmt import num, render
 from .drift_tables import lineage_of
 
 # %% auto #0
-__all__ = ['TRANSCRIPT_COLUMNS', 'OUTCOMES', 'validate_transcripts', 'flipped_items', 'flips_html']
+__all__ = ['TRANSCRIPT_COLUMNS', 'OUTCOMES', 'FLIPS', 'plain_chat', 'validate_transcripts', 'flipped_items', 'flips_html']
+
+# %% ../../nbs/76a_transcripts.ipynb #4e92f2b0
+_TURNS = [re.compile(p, re.S) for p in (
+    r'<\|im_start\|>[ \t]*(\w+)[ \t]*\n?(.*?)(?=<\|im_end\|>|<\|im_start\|>|$)',                   # ChatML (Qwen, SmolLM)
+    r'<\|start_header_id\|>[ \t]*(\w+)[ \t]*<\|end_header_id\|>(.*?)(?=<\|eot_id\|>|<\|start_header_id\|>|$)',   # Llama 3
+    r'<start_of_turn>[ \t]*(\w+)[ \t]*\n?(.*?)(?=<end_of_turn>|<start_of_turn>|$)',                 # Gemma
+    r'<\|(system|user|assistant|human|model)\|>[ \t]*\n?(.*?)(?=<\|end\|>|</s>|<\|(?:system|user|assistant|human|model)\|>|$)',  # Phi-3, Zephyr
+)]
+_INST = re.compile(r'\[INST\](.*?)(?:\[/INST\]|$)', re.S)                                            # Llama 2, Mistral
+_SYS = re.compile(r'<<SYS>>.*?<</SYS>>', re.S)
+_SPECIAL = re.compile(r'<\|[A-Za-z0-9_]+\|>|</?s>|<(?:bos|eos|pad|unk|start_of_turn|end_of_turn)>|\[/?INST\]|<</?SYS>>')
+_USER = ('user', 'human')
+
+def plain_chat(text) -> str:
+    "The user turns of a chat-formatted prompt (or a response) without template markup; text without markup unchanged."
+    text = '' if text is None else str(text)
+    if not _SPECIAL.search(text): return text
+    for pat in _TURNS:
+        turns = pat.findall(text)
+        if turns:
+            users = [c for role, c in turns if role.lower() in _USER]
+            if users: return '\n\n'.join(_SPECIAL.sub('', u).strip() for u in users)
+    inst = _INST.findall(text)
+    if inst: return '\n\n'.join(_SPECIAL.sub('', _SYS.sub('', u)).strip() for u in inst)
+    return _SPECIAL.sub('', text).strip()
 
 # %% ../../nbs/76a_transcripts.ipynb #52474cfb
 TRANSCRIPT_COLUMNS = ['model', 'benchmark', 'item', 'prompt', 'response']
@@ -32,6 +59,9 @@ def validate_transcripts(transcripts:pd.DataFrame, # model, benchmark, item, pro
     if missing: raise SchemaError(f"transcripts: missing column(s) {missing}; have {list(transcripts.columns)}")
     df = transcripts.copy()
     for c in TRANSCRIPT_COLUMNS: df[c] = df[c].fillna('').astype(str)
+    if 'raw_prompt' in df.columns:   # the request before any chat template: what a reader should see
+        raw = df['raw_prompt'].fillna('').astype(str)
+        df['prompt'] = raw.where(raw != '', df['prompt'])
     if 'metric' in df.columns and 'value' in df.columns:
         long = df[TRANSCRIPT_COLUMNS + ['metric', 'value']].assign(metric=lambda d: d.metric.astype(str))
     else:
@@ -94,22 +124,23 @@ def _clip(text, n):
     text = str(text)
     return text if len(text) <= n else text[:n] + ' …'
 
+FLIPS = ('{% for d, n, rows, more in groups %}<h4>{{ d }} than the base: {{ n }} item(s)</h4><table class="sd-table sd-flips">'
+         '<tr><th>benchmark / item</th><th>what changed</th><th>prompt</th><th>base response</th><th>derivative response</th></tr>'
+         '{% for r in rows %}<tr><td>{{ r.benchmark }}<br><small>{{ r.item }}</small></td><td>{{ r.metric }}<br>{{ r.change }}</td>'
+         '<td><div {{ txt }}>{{ r.prompt }}</div></td><td><div {{ txt }}>{{ r.base_response }}</div><small>score {{ r.base_value }}</small></td>'
+         '<td><div {{ txt }}>{{ r.response }}</div><small>score {{ r.value }}</small></td></tr>{% endfor %}</table>'
+         '{% if more %}<p><small>{{ more }} more not shown</small></p>{% endif %}{% endfor %}')
+
 def flips_html(flips:pd.DataFrame, # from `flipped_items`
                *, max_items:int=10, # rows shown per direction
                max_chars:int=600, # characters shown per prompt or response
               ) -> str:
-    "Flipped items as HTML, less safe first; prompts and responses are escaped and clipped."
+    "Flipped items as HTML, less safe first; prompts and responses without chat markup, escaped and clipped."
     if flips is None or flips.empty: return '<p>No item flipped between the base and the derivative.</p>'
-    txt = 'style="white-space:pre-wrap;max-width:28em;font-family:monospace;font-size:0.85em"'
-    out = []
-    for d, g in flips.groupby('direction', sort=False):
-        rows = ''.join(
-            f"<tr><td>{esc(r.benchmark)}<br><small>{esc(r.item)}</small></td><td>{esc(r.metric)}<br>{esc(r.change)}</td>"
-            f"<td><div {txt}>{esc(_clip(r.prompt, max_chars))}</div></td><td><div {txt}>{esc(_clip(r.base_response, max_chars))}</div>"
-            f"<small>score {num(r.base_value, '.2f')}</small></td><td><div {txt}>{esc(_clip(r.response, max_chars))}</div>"
-            f"<small>score {num(r.value, '.2f')}</small></td></tr>" for r in g.head(max_items).itertuples())
-        more = f"<p><small>{len(g) - max_items} more not shown</small></p>" if len(g) > max_items else ''
-        out.append(f"<h4>{esc(d.capitalize())} than the base: {len(g)} item(s)</h4><table class=\"sd-table sd-flips\">"
-                   f"<tr><th>benchmark / item</th><th>what changed</th><th>prompt</th><th>base response</th>"
-                   f"<th>derivative response</th></tr>{rows}</table>{more}")
-    return ''.join(out)
+    show = lambda t: _clip(plain_chat(t), max_chars)
+    groups = [(d.capitalize(), len(g), [dict(benchmark=r.benchmark, item=r.item, metric=r.metric, change=r.change, prompt=show(r.prompt),
+                                             base_response=show(r.base_response), response=show(r.response),
+                                             base_value=num(r.base_value, '.2f'), value=num(r.value, '.2f'))
+                                        for r in g.head(max_items).itertuples()], max(len(g) - max_items, 0))
+              for d, g in flips.groupby('direction', sort=False)]
+    return render(FLIPS, groups=groups, txt=Markup('style="white-space:pre-wrap;max-width:28em;font-family:monospace;font-size:0.85em"'))
