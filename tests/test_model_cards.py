@@ -32,7 +32,8 @@ def test_card_names_base_licence_hyperparameters_and_the_cubes_drift(cube):
     lo, hi = map(float, re.findall(r'[-+]\d\.\d+', cells[4]))
     assert (lo, hi) == pytest.approx([float(c.drift_ci.sel(ci_bound='lower')), float(c.drift_ci.sel(ci_bound='upper'))], abs=5e-4)
     assert float(cells[6]) == pytest.approx(float(c.q_value), rel=5e-3)
-    n_reg = int((cube.sel(model='med-lora-b').q_value < 0.05).where(cube.sel(model='med-lora-b').safety_drift < 0, False).sum())
+    from safedrift_wb.cube import summarize          # a complementary pair (jailbreak asr / refusal_rate) counts once
+    n_reg = int(summarize(cube).loc['med-lora-b', 'n_less_safe'])
     assert f"{n_reg} significant safety regression(s)" in text and n_reg > 0
 
 
