@@ -17,6 +17,7 @@ With Quarto installed, `--quarto` publishes the site from the same executed note
 _exec`), using `_quarto.yml` at the top of the repository.
 """
 import argparse, fnmatch, html, json, os, re, shutil, subprocess, sys, time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from configparser import ConfigParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -126,6 +127,11 @@ def execute(src, dest, timeout):
         if not tags: c.metadata.pop('tags', None)
     dest.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dest)
+
+def timed_execute(src, dest, timeout) -> float:
+    "`execute`, returning the seconds it took (run in a worker process)."
+    t = time.time(); execute(src, dest, timeout)
+    return time.time() - t
 
 def mirror(nbs, out):
     "A copy of `nbs` without its notebooks: the data files the notebooks read, and the Quarto config."
@@ -369,6 +375,8 @@ def main(argv=None):
     ap.add_argument('--only', nargs='+', metavar='NAME', help='only these notebooks (paths in nbs/ without .ipynb; * allowed; a prefix such as 03 works), and index')
     ap.add_argument('--work', type=Path, default=root, help='folder for _exec/, _proc/ and _mkdocs/ (default: the repository)')
     ap.add_argument('--out', type=Path, default=root/'_docs', help='folder of the site (default: _docs)')
+    ap.add_argument('--workers', type=int, default=int(os.environ.get('SAFEDRIFT_DOCS_WORKERS', min(2, os.cpu_count() or 1))),
+                    help='notebooks executed at once (default: 2, or 1 on one core)')
     ap.add_argument('--timeout', type=int, default=int(os.environ.get('SAFEDRIFT_DOCS_TIMEOUT', '900')), help='seconds per cell')
     a = ap.parse_args(argv)
     nbs, work = root/'nbs', a.work.resolve()
@@ -376,13 +384,16 @@ def main(argv=None):
     os.environ.pop('MPLBACKEND', None)   # kernels must use the inline backend so figures land in the pages
     mirror(nbs, exe)
     failed, t0 = [], time.time()
-    for src in notebooks(nbs):
-        if not wanted(src, nbs, a.only): continue
-        t = time.time()
-        try: execute(src, exe/src.relative_to(nbs), a.timeout)
-        except CellExecutionError as e:
-            failed.append(src); print(f"FAILED {src.relative_to(root)}:\n{str(e)[-3000:]}", flush=True); continue
-        print(f"executed {src.relative_to(root)} ({time.time() - t:.1f} s)", flush=True)
+    todo = [src for src in notebooks(nbs) if wanted(src, nbs, a.only)]
+    # each notebook runs in its own kernel: a few at once keep the cores busy while kernels start
+    with ProcessPoolExecutor(max_workers=max(1, a.workers)) as pool:
+        futs = {pool.submit(timed_execute, src, exe/src.relative_to(nbs), a.timeout): src for src in todo}
+        for fut in as_completed(futs):
+            src = futs[fut]
+            try: took = fut.result()
+            except CellExecutionError as e:
+                failed.append(src); print(f"FAILED {src.relative_to(root)}:\n{str(e)[-3000:]}", flush=True); continue
+            print(f"executed {src.relative_to(root)} ({took:.1f} s)", flush=True)
     if failed: sys.exit(f"{len(failed)} notebook(s) failed to execute")
     if a.quarto:
         if not shutil.which('quarto'): sys.exit('Quarto is not installed (https://quarto.org); without it, run this script without --quarto')
