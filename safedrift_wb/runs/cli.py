@@ -9,7 +9,7 @@ from pathlib import Path
 from ..common.args import command_parser, parse
 from ..common.errors import UsageError
 from .evaluation import evaluate
-from .plan import read_plan
+from .plan import read_plan_limited, run_output
 from .shard import parse_shard
 from .store import format_status
 from .unit import explain_unit
@@ -46,12 +46,8 @@ def cli_eval(argv:list[str]) -> int:
     p.add_argument('--explain', metavar='MODEL/BENCHMARK', help='say why this unit would be reused or recomputed (its key components, and which changed), then exit without evaluating')
     a = parse(p, argv)
     if a is None: return 0
-    plan = read_plan(a.plan)
-    if a.limit is not None:
-        if a.limit < 1: raise UsageError('--limit must be a positive integer')
-        plan.limit = a.limit
-    out = a.out or plan.output
-    if not out: raise UsageError('no output directory: pass -o RUN_DIR or set [run].output in the plan')
+    plan = read_plan_limited(a.plan, a.limit)
+    out = run_output(a.out, plan)
     if a.workers is not None and a.workers < 1: raise UsageError('--workers must be at least 1')
     shard = parse_shard(a.shard) if a.shard is not None else None
     if a.explain is not None:

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from ..benchmarks import LOADERS, default_suite, get_benchmark, get_loader
-from ..common.errors import PlanError, SchemaError
+from ..common.errors import PlanError, SchemaError, UsageError
 from ..common.io import check_keys
 from ..common.validate import check_model_id, check_number, read_plan_toml
 from ..schema import validate_models
 
 # %% auto #0
 __all__ = ['MODEL_KEYS', 'GEN_KEYS', 'BENCH_KEYS', 'LOAD_KEYS', 'TOP_KEYS', 'RUN_KEYS', 'DEFAULT_GENERATION', 'ModelSpec', 'Plan',
-           'parse_plan', 'read_plan']
+           'parse_plan', 'read_plan', 'read_plan_limited', 'run_output']
 
 # %% ../../nbs/51_run_plan.ipynb #dcce1613
 MODEL_KEYS = {'id': str, 'path': str, 'revision': str, 'dtype': str, 'device': str, 'adapter': str, 'gguf_file': str,
@@ -188,3 +188,22 @@ def parse_plan(raw:dict, # the TOML content as a dict
 def read_plan(path) -> Plan:
     "Read and check a plan file (TOML)."
     return parse_plan(read_plan_toml(path), Path(path))
+
+def read_plan_limited(path, # plan file (TOML)
+                      limit:int|None=None, # at most this many items per benchmark (a command's --limit), overriding the plan
+                     ) -> Plan:
+    "`read_plan`, with a command line's `--limit` applied (a one-line error when it is not positive)."
+    plan = read_plan(path)
+    if limit is not None:
+        if limit < 1: raise UsageError('--limit must be a positive integer')
+        plan.limit = limit
+    return plan
+
+def run_output(out, # the command's -o value, or None
+               plan:Plan, # the plan, whose [run].output is the fallback
+              ) -> Path:
+    "The run directory a command writes to: `-o`, else the plan's `[run].output`, else a one-line error."
+    out = out or plan.output
+    if not out: raise UsageError('no output directory: pass -o RUN_DIR or set [run].output in the plan')
+    return out
+

@@ -8,7 +8,7 @@ import math
 import pandas as pd
 from ..common.args import command_parser, parse
 from ..common.errors import UsageError
-from .plan import Plan, read_plan
+from .plan import Plan, read_plan_limited
 from .shard import assign_shards, unit_costs
 
 # %% auto #0
@@ -93,10 +93,7 @@ def cli_plan_cost(argv:list[str]) -> int:
     p.add_argument('--limit', type=int, help='at most this many items per benchmark (overrides the plan)')
     a = parse(p, argv)
     if a is None: return 0
-    plan = read_plan(a.plan)
-    if a.limit is not None:
-        if a.limit < 1: raise UsageError('--limit must be a positive integer')
-        plan.limit = a.limit
+    plan = read_plan_limited(a.plan, a.limit)
     if a.tasks < 1: raise UsageError('--tasks must be at least 1')
     print(format_plan_cost(*plan_cost(plan, a.device.lower(), throughput_tps=a.throughput, prefill_tps=a.prefill_throughput, tasks=a.tasks)))
     return 0

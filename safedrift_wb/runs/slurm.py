@@ -9,7 +9,7 @@ from pathlib import Path
 from ..common.args import command_parser, parse
 from ..common.errors import UsageError
 from ..common.io import atomic_write
-from .plan import read_plan
+from .plan import read_plan_limited, run_output
 from .shard import assign_shards, unit_costs, write_shard
 
 # %% auto #0
@@ -90,12 +90,8 @@ def cli_slurm(argv:list[str]) -> int:
     p.add_argument('--job-name'); p.add_argument('--submit', action='store_true', help='submit the script with sbatch')
     a = parse(p, argv)
     if a is None: return 0
-    plan = read_plan(a.plan)
-    if a.limit is not None:
-        if a.limit < 1: raise UsageError('--limit must be a positive integer')
-        plan.limit = a.limit
-    out = a.out or plan.output
-    if not out: raise UsageError('no output directory: pass -o RUN_DIR or set [run].output in the plan')
+    plan = read_plan_limited(a.plan, a.limit)
+    out = run_output(a.out, plan)
     text = sbatch_script(a.plan, out, a.array, gpus_per_task=a.gpus_per_task, time=a.time, partition=a.partition,
                          cpus_per_task=a.cpus_per_task, mem=a.mem, python=a.python, limit=a.limit, job_name=a.job_name)
     costs = unit_costs(plan)
