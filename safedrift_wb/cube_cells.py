@@ -133,6 +133,9 @@ def bench_cells(V:np.ndarray, # values (model, metric, item); NaN where a model 
     if clusters is None: sd, units = np.sqrt(dvar), ns
     else:
         v, units = _cluster_var(Ed, dmask, G); sd = np.sqrt(v*units)
+    still = live & ~tango & both_unit & np.all(~dmask | (D == 0), -1)     # nothing changed: every sign vector gives the
+    if still.any():                                                       # point 0, so use the score interval of no
+        _, lo[still], hi[still] = paired_binary_test(0, 0, units[still], ci_prob=ci_prob)   # discordant units among them
     rate = (mean[base]*n[base] + 0.5)/(n[base] + 1)                        # base rate half an item away from 0 and 1
     sd = np.where(live & (sd == 0), np.where(both_unit, binary_diff_sd(rate), np.nan), sd)
     method = np.where(~live, '', np.where(tango, 'tango', np.where(units <= 12, 'sign-flip exact', 'sign-flip monte-carlo')))

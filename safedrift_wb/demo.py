@@ -20,10 +20,12 @@ from .views.cards import write_drift_cards
 from .views.report import write_report
 
 # %% auto #0
-__all__ = ['DEMO_GENERATION', 'demo_plan', 'write_outputs', 'family_available', 'run_demo', 'run_example_demo', 'cli_demo']
+__all__ = ['DEMO_GENERATION', 'DEMO_SUBSET', 'demo_plan', 'write_outputs', 'family_available', 'run_demo', 'run_example_demo',
+           'cli_demo']
 
 # %% ../nbs/95_demo.ipynb #ea4f5df9
 DEMO_GENERATION = dict(max_new_tokens=32, temperature=0.0, seed=0)
+DEMO_SUBSET = 60   # items per benchmark: all of the suite's small sets, 60 of each 150-item domain set
 
 def demo_plan(*, subset:int|None=None, # at most this many items per benchmark (None: all)
               models:list[dict]|None=None, # `[[models]]` entries (default: the SmolLM2 family with its committed adapters)
@@ -61,7 +63,7 @@ def family_available() -> bool:
     except Exception: return False
 
 def run_demo(out, # output folder
-             *, subset:int|None=None, # items per benchmark (None: all)
+             *, subset:int|None=DEMO_SUBSET, # items per benchmark (None: all)
              n_boot:int=2000, alpha:float=0.05,
              workers:int|str|None='auto', # local worker processes ('auto': `default_workers`; None or 1: serial)
              progress:bool=True,
@@ -78,7 +80,7 @@ def run_demo(out, # output folder
     cube = build_cube(items, models, n_boot=n_boot, provenance=prov)
     tr = load_transcripts(out/'run')
     tr = tr[tr['response'].notna()] if 'response' in tr else None
-    paths = write_outputs(cube, out, alpha=alpha, transcripts=tr, title='Safety drift of the SmolLM2 family' if subset is None else None)
+    paths = write_outputs(cube, out, alpha=alpha, transcripts=tr, title='Safety drift of the SmolLM2 family' if subset in (None, DEMO_SUBSET) else None)
     res = dict(paths=paths, status=status, cube=cube, analyses=_analyses(cube, alpha),
                seconds=dict(evaluate=round(t_eval, 1), total=round(time.time() - t0, 1)))
     if not quiet:
@@ -108,10 +110,11 @@ def run_example_demo(out:Path, # output folder
     return paths
 
 def cli_demo(argv:list[str]) -> int:
-    "safedrift demo [-o DIR] [--subset N] [--example]"
+    "safedrift demo [-o DIR] [--subset N | --all-items] [--example]"
     p = command_parser('demo', 'The main job, offline: evaluate the SmolLM2 family on the embedded suite, build the drift cube, report.')
     p.add_argument('-o', '--out', default='safedrift-demo', help='output folder (default: ./safedrift-demo)')
-    p.add_argument('--subset', type=arg_count, help='evaluate at most N items per benchmark (a quick, workshop-sized run)')
+    p.add_argument('--subset', type=arg_count, default=DEMO_SUBSET, help=f'evaluate at most N items per benchmark (default {DEMO_SUBSET}; smaller: a quick, workshop-sized run)')
+    p.add_argument('--all-items', action='store_true', help='evaluate every item of every benchmark (the grown domain sets in full)')
     p.add_argument('--example', action='store_true', help='skip evaluation: use the bundled simulated item results')
     p.add_argument('--workers', type=arg_count, help='local worker processes, one model at a time each (default: one per GPU, or 2 on a CPU '
                    'with two or more cores, which share them; 1: serial, in this process)')
@@ -131,5 +134,5 @@ def cli_demo(argv:list[str]) -> int:
         run_example_demo(Path(a.out), n_boot=a.n_boot, alpha=a.alpha); return 0
     if a.workers is not None and a.workers < 1: raise UsageError('--workers must be a positive integer')
     workers = 'auto' if a.workers is None else a.workers
-    res = run_demo(Path(a.out), subset=a.subset, n_boot=a.n_boot, alpha=a.alpha, workers=workers, progress=not a.no_progress)
+    res = run_demo(Path(a.out), subset=None if a.all_items else a.subset, n_boot=a.n_boot, alpha=a.alpha, workers=workers, progress=not a.no_progress)
     return 1 if (res['status'].status == 'failed').any() else 0

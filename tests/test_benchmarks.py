@@ -59,7 +59,10 @@ def test_suite_content_rules():
     assert len({it['meta']['type'] for it in get_benchmark('over-refusal').items()}) >= 6
     dh = get_benchmark('domain-harm').items()
     assert {it['meta']['domain'] for it in dh} == {'medical', 'legal', 'finance'}
-    for d in ('medical', 'legal', 'finance'): assert len(get_benchmark(f'domain-utility-{d}')) >= 40
+    assert len(dh) >= 150 and all(sum(it['meta']['domain'] == d for it in dh) >= 50 for d in ('medical', 'legal', 'finance'))
+    for d in ('medical', 'legal', 'finance'):
+        n = np.bincount([it['label'] for it in get_benchmark(f'domain-utility-{d}').items()], minlength=4)
+        assert n.sum() >= 150 and n.min() >= 0.24 * n.sum(), (d, n)  # the correct answer's position is balanced
 
 def test_bias_set_is_bbq_shaped():
     its = get_benchmark('bias-ambiguity').items()
@@ -267,6 +270,19 @@ def test_content_hash_tracks_content():
     assert mk(rows=[rows[0], dict(item='b', prompt='Do less harm.')]).content_hash() != h
     assert mk(template='System: be safe.\n{prompt}').content_hash() != h
     assert get_benchmark('truthfulness-mc1').content_hash() != get_benchmark('truthfulness-mc2').content_hash()
+    # clusters are part of the content, but a blank cluster is no cluster: hashes of unclustered benchmarks do not move
+    assert mk(rows=[dict(r, cluster='') for r in rows]).content_hash() == h
+    assert mk(rows=[dict(r, cluster='t1') for r in rows]).content_hash() != h
+    assert mk(rows=[dict(rows[0], cluster='t1'), dict(rows[1], cluster='t2')]).content_hash() != mk(rows=[dict(r, cluster='t1') for r in rows]).content_hash()
+
+def test_scores_carry_item_clusters():
+    b = get_benchmark('jailbreak-wrapped')
+    its = b.items()
+    s = b.score(its, ['No, I will not.']*len(its), judges={'refusal': FakeRefusal()})
+    assert (s['cluster'] == s['item'].str.split('::').str[1]).all()        # the template is the cluster
+    assert s['cluster'].nunique() == 15 and (s.groupby('cluster')['item'].nunique() == 3).all()
+    plain = get_benchmark('harmful-refusal')
+    assert 'cluster' not in plain.score(plain.items(limit=3), ['No.']*3, judges={'refusal': FakeRefusal()}).columns
 
 def test_limit_is_nested_spread_and_copied():
     b = get_benchmark('jailbreak-wrapped')
@@ -274,7 +290,7 @@ def test_limit_is_nested_spread_and_copied():
     a, c = [it['item'] for it in b.items(limit=20)], [it['item'] for it in b.items(limit=30)]
     assert set(a) <= set(c) and len(a) == 20 and len(c) == 30
     assert a == [i for i in full if i in set(a)]           # file order kept
-    assert len({b.items(limit=30)[k]['meta']['template'] for k in range(30)}) == 5
+    assert len({it['meta']['template'] for it in b.items(limit=30)}) >= 13    # spread: 30 of 45 items reach most of the 15 templates
     its = b.items(limit=1); its[0]['prompt'] = 'changed'
     assert b.items(limit=1)[0]['prompt'] != 'changed'
     with pytest.raises(SchemaError, match='positive integer'): b.items(limit=0)

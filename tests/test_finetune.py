@@ -240,6 +240,48 @@ def test_chained_bases(tmp_path, tiny):
         else: os.environ["SAFEDRIFT_CACHE"] = old
 
 
+def test_other_plans_adapters_and_resume(tmp_path, tiny):
+    "A plan builds on an adapter trained by another plan; up-to-date runs are skipped, changed recipes retrained."
+    first = tmp_path / "a"; first.mkdir()
+    p1 = write_plan(first, tiny, [{"name": "aligned", "corpus": ["safety"]}])
+    second = tmp_path / "b"; second.mkdir()
+    p2 = write_plan(second, tiny, [{"name": "deriv", "base": "aligned", "corpus": ["medical"], "family": "tiny2"}])
+    p2.write_text(p2.read_text().replace('output = "adapters"', 'output = "adapters"\nadapters = ["../a/adapters"]'))
+    with pytest.raises(PlanError, match="not an adapter in \\[finetune\\].adapters"):
+        read_finetune(p2)                                        # the other plan's adapter is not trained yet
+    os.environ["SAFEDRIFT_CACHE"], old = str(tmp_path / "cache"), os.environ.get("SAFEDRIFT_CACHE")
+    try:
+        run = lambda *a: main(["finetune", *map(str, a), "--no-progress"])
+        with contextlib.redirect_stderr(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()): assert run(p1) == 0
+            plan = read_finetune(p2)
+            with contextlib.redirect_stdout(io.StringIO()) as out: assert run(p2) == 0
+            assert "deriv: " in out.getvalue() and "skipped" not in out.getvalue()
+            t = json.loads((plan.output / "deriv" / "training.json").read_text())
+            assert [c["model"] for c in t["base"]["chain"]] == [tiny.name, "aligned"]
+            assert t["base"]["chain"][1]["adapter_sha256"] == adapter_digest(first / "adapters" / "aligned")
+            mt = plan.model_table()                               # lineage through the other plan's adapter
+            assert mt.loc["deriv", "base"] == "aligned" and mt.loc["aligned", "base"] == tiny.name
+            assert mt.loc[tiny.name, "method"] == "base" and mt.loc["deriv", "family"] == "tiny2" and mt.index.is_unique
+            ms = {m["id"]: m for m in eval_models(plan)}
+            assert ms["aligned"]["adapter"] == str(first / "adapters" / "aligned") and ms["deriv"]["base"] == "aligned"
+            sha = t["adapter_sha256"]
+            with contextlib.redirect_stdout(io.StringIO()) as out: assert run(p2) == 0        # resumable: nothing to do
+            assert "deriv: up to date" in out.getvalue()
+            with contextlib.redirect_stdout(io.StringIO()) as out: assert run(p2, "--force") == 0
+            assert "skipped" not in out.getvalue()
+            assert json.loads((plan.output / "deriv" / "training.json").read_text())["adapter_sha256"] == sha  # reproducible
+            p2.write_text(p2.read_text().replace('lr = 0.003', 'lr = 0.002'))                 # a changed recipe trains again
+            with contextlib.redirect_stdout(io.StringIO()) as out: assert run(p2) == 0
+            assert "skipped" not in out.getvalue()
+            (plan.output / "deriv" / "adapter_model.safetensors").write_bytes(b"broken")      # damaged weights train again
+            with contextlib.redirect_stdout(io.StringIO()) as out: assert run(p2) == 0
+            assert "skipped" not in out.getvalue()
+    finally:
+        if old is None: del os.environ["SAFEDRIFT_CACHE"]
+        else: os.environ["SAFEDRIFT_CACHE"] = old
+
+
 # -- plans and the command line ----------------------------------------------------------------------------------------
 
 RAW = {"finetune": {"base": "smollm2", "runs": [{"name": "x", "corpus": ["medical"]}]}}

@@ -66,6 +66,7 @@ def test_wheel_carries_the_suite_example_adapters_and_licence(wheel):
     assert {'licenses/LICENSE', 'licenses/NOTICE', 'METADATA', 'entry_points.txt'} <= info
     assert 'Apache License' in zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith('licenses/LICENSE'))).decode()
     assert not [n for n in names if '__pycache__' in n or n.endswith('.pyc')]
+    assert not [n for n in names if n.startswith('safedrift_wb/data/study/adapters/')]   # the study's adapters stay in the repository
     assert wheel.stat().st_size < 200 * 2**20
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith('.dist-info/METADATA'))).decode()
     assert 'Requires-Python: >=3.11' in meta

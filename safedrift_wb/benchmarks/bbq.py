@@ -47,6 +47,7 @@ def bbq_items(recs:list[dict], # BBQ rows (original JSONL fields)
         if len(unk) != 1: raise SchemaError(f"BBQ row {iid}: expected exactly one 'unknown' answer in answer_info, found {len(unk)}")
         out.append(dict(item=iid, context=as_text(r['context']), question=as_text(r['question']),
                         choices=[as_text(r[f'ans{i}']) for i in range(3)], label=int(r['label']),
+                        cluster=f"{cat}-{as_text(r.get('question_index'))}" if as_text(r.get('question_index')) else None,
                         meta=dict(category=cat, context_condition=r['context_condition'], polarity=r['question_polarity'],
                                   unknown=unk[0], stereotyped=bbq_stereotyped_index(r),
                                   question_index=as_text(r.get('question_index')), example_id=r.get('example_id'))))

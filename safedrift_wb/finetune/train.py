@@ -25,13 +25,14 @@ from ..common.validate import check_output_path
 from ..common.versions import versions
 from ..engine import quiet_transformers
 from ..engine.head import decoder_and_projection
+from ..engine.gemma import gemma3_path
 from ..engine.smollm import smollm2_path
 from .corpora import IGNORE, data_stats, encode_example, mix_data, read_corpus
 from .plan import FinetunePlan, FinetuneSpec, adapter_digest, read_finetune, run_domain, weights_digest
 
 # %% auto #0
 __all__ = ['merged_model_path', 'root_folder', 'resolve_base', 'collate', 'reply_loss', 'mean_reply_loss', 'train_lora',
-           'finetune', 'cli_finetune']
+           'finetune', 'adapter_up_to_date', 'cli_finetune']
 
 # %% ../../nbs/63_train.ipynb #d9cf1da7
 def merged_model_path(
@@ -63,8 +64,9 @@ def merged_model_path(
 
 # %% ../../nbs/63_train.ipynb #e529cac8
 def root_folder(base:str) -> Path:
-    "The folder of a root base: the converted SmolLM2 for `'smollm2'`, else the folder named."
+    "The folder of a root base: the converted SmolLM2 for `'smollm2'`, Gemma-3-270M for `'gemma3'`, else the folder named."
     if base == 'smollm2': return smollm2_path()
+    if base == 'gemma3': return gemma3_path()
     return Path(base)
 
 def resolve_base(
@@ -75,7 +77,10 @@ def resolve_base(
     "Folder of the base model and its identity: model id, chain of digests, and one hash over the chain."
     names = {r.name: r for r in plan.runs}
     chain, cur = [], base
-    while cur in names:  # walk down to the root, collecting adapters
+    while cur in names or plan.external(cur):  # walk down to the root, collecting adapters (this plan's, or trained elsewhere)
+        if cur not in names:
+            chain.append((cur, plan.external(cur))); cur = plan.external_base(cur)
+            continue
         a = Path(out)/cur
         if not (a/'adapter_config.json').exists():
             raise UsageError(f"base run {cur!r} has no adapter in {a}: train it first (safedrift finetune {plan.path or 'PLAN'} --only {cur})")
@@ -250,6 +255,23 @@ def finetune(
     return record
 
 # %% ../../nbs/63_train.ipynb #de330984
+def adapter_up_to_date(
+    spec:FinetuneSpec, # a run
+    out, # the plan's adapter folder
+    plan:FinetunePlan, # the plan the run belongs to
+) -> bool:
+    "True when `out/<name>` holds this run's adapter: same recipe, same base identity, weights as recorded."
+    dest = Path(out)/spec.name
+    if not (dest/'training.json').exists(): return False
+    try:
+        rec = json.loads((dest/'training.json').read_text())
+        h = rec['hyperparameters']
+        same = lambda k, v: h.get(k) == v or (k == 'threads' and rec.get('torch_threads') == v) or (k == 'steps' and v is None)
+        if not all(same(k, v) for k, v in spec.hyperparameters().items()): return False
+        if rec.get('adapter_sha256') != adapter_digest(dest): return False
+        return rec['base']['identity_sha256'] == resolve_base(plan, spec.base, out)[1]['identity_sha256']
+    except (OSError, KeyError, TypeError, ValueError): return False   # unreadable or partial: train again
+
 def cli_finetune(argv:list[str]) -> int:
     "safedrift finetune PLAN.toml [--only NAME ...] [--out DIR]"
     p = command_parser('finetune', 'Train the LoRA derivatives of a plan\'s [finetune] section; write adapters and training.json.')
@@ -258,6 +280,7 @@ def cli_finetune(argv:list[str]) -> int:
     p.add_argument('--out', help='adapter folder (default: [finetune].output of the plan)')
     p.add_argument('--device', default='cpu', help="device to train on (default cpu, which is bit-reproducible)")
     p.add_argument('--dry-run', action='store_true', help='print the data mix and steps of each run, train nothing')
+    p.add_argument('--force', action='store_true', help='train again runs whose adapter is up to date (default: skip them)')
     p.add_argument('--no-progress', action='store_true')
     a = parse(p, argv)
     if a is None: return 0
@@ -277,6 +300,9 @@ def cli_finetune(argv:list[str]) -> int:
     if a.dry_run: return 0
     out.mkdir(parents=True, exist_ok=True)
     for r in runs:
+        if not a.force and adapter_up_to_date(r, out, plan):
+            print(f"{r.name}: up to date in {out/r.name}, skipped (--force trains it again)")
+            continue
         rec = finetune(r, out, plan=plan, device=a.device, progress=not a.no_progress)
         print(f"{r.name}: {rec['data']['examples']} examples, {rec['hyperparameters']['steps']} steps, final loss {rec['final_loss']:.3f}, "
               f"{rec['seconds']['train']:.0f} s -> {out/r.name}")

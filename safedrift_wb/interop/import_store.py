@@ -108,7 +108,7 @@ def write_import_store(out, # the run store folder to write (new, or an earlier 
     for (m, b), g in items.groupby(['model', 'benchmark'], sort=True):
         udir = out/'units'/model_dir_name(m)/b
         udir.mkdir(parents=True, exist_ok=True)
-        cols = ['item', 'metric', 'value', 'judge'] + [c for c in ('n_epochs', 'filter', 'tool_metric', 'source') if c in g.columns]
+        cols = ['item', 'metric', 'value', 'judge'] + [c for c in ('n_epochs', 'filter', 'tool_metric', 'source', 'cluster') if c in g.columns]
         atomic_parquet(g[cols].reset_index(drop=True), udir/'items.parquet')
         sub = None if tr is None else tr[(tr.model == m) & (tr.benchmark == b)]
         atomic_parquet(transcript_table(g, sub).drop(columns=['model', 'benchmark']), udir/'transcript.parquet')

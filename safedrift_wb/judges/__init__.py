@@ -13,6 +13,8 @@ from .refusal import RefusalJudge
 from .toxicity import ProfanityCheckBackend, ToxicityJudge
 from .registry import JUDGES, register_judge, get_judge
 from .agreement import agreement_report
+from .coherence import (text_measures, repetition_rate, distinct_2, nonalpha_share, coherence_table,
+                                          coherent_items, incoherent_share, response_perplexity)
 
 HEAVY_NAMES: dict[str, str] = {  # names whose module needs transformers or torch -> that module
     'HFClassifierBackend': 'safedrift_wb.judges.hf', 'HFToxicityBackend': 'safedrift_wb.judges.hf',
@@ -23,5 +25,7 @@ __getattr__ = lazy_attributes(__name__, HEAVY_NAMES)
 __all__ = ['REFUSAL_FAMILIES', 'REFUSAL_LABELS', 'split_reply', 'negates_premise', 'refusal_features',
            'refusal_logit', 'refusal_label', 'RuleRefusalBackend', 'BACKENDS', 'JudgeBase', 'make_backend',
            'is_missing', 'as_list', 'check_text', 'model_id', 'RefusalJudge', 'ProfanityCheckBackend',
-           'ToxicityJudge', 'JUDGES', 'register_judge', 'get_judge', 'agreement_report', 'HEAVY_NAMES',
+           'ToxicityJudge', 'JUDGES', 'register_judge', 'get_judge', 'agreement_report', 'text_measures',
+           'repetition_rate', 'distinct_2', 'nonalpha_share', 'coherence_table', 'coherent_items', 'incoherent_share',
+           'response_perplexity', 'HEAVY_NAMES',
            'HFClassifierBackend', 'HFToxicityBackend', 'LLMJudgeBackend', 'LLM_JUDGE_TEMPLATE']

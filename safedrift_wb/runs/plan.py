@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import pandas as pd
 from ..benchmarks import LOADERS, default_suite, get_benchmark, get_loader
+from ..benchmarks.wheels import sampled_benchmark
 from ..common.errors import PlanError, SchemaError, UsageError
 from ..common.io import check_keys
 from ..common.validate import check_model_id, check_number, read_plan_toml
@@ -25,8 +26,8 @@ MODEL_KEYS = {'id': str, 'path': str, 'revision': str, 'dtype': str, 'device': s
 GEN_KEYS = {'max_new_tokens': int, 'temperature': (int, float), 'seed': int, 'stop': list, 'batch_size': (int, str),
             'system': str, 'chat_mc': bool}
 BENCH_KEYS = {'suite': str, 'ids': list, 'limit': int, 'load': list}
-LOAD_KEYS = {'loader': str, 'path': str, 'limit': int}
-TOP_KEYS = {'run', 'generation', 'judges', 'benchmarks', 'models', 'finetune', 'sweep'}
+LOAD_KEYS = {'loader': str, 'path': str, 'limit': int, 'n': int, 'by': str, 'seed': int}
+TOP_KEYS = {'run', 'generation', 'judges', 'benchmarks', 'models', 'finetune', 'sweep', 'study'}
 RUN_KEYS = {'output': str, 'name': str, 'device': str}
 
 @dataclass
@@ -133,9 +134,13 @@ def _benchmarks_from(where, b, base_dir):
         if path is not None:
             path = _rel(base_dir, path)
             if not Path(path).exists(): raise PlanError(f"{w}.path: not found: {path}")
-        try: got = fn(path)
-        except (SchemaError, FileNotFoundError, ValueError) as e: raise PlanError(f"{w}: {e}") from None
-        out += list(got) if isinstance(got, (list, tuple)) else [got]
+        try:
+            got = fn(path)
+            got = list(got) if isinstance(got, (list, tuple)) else [got]
+            if 'n' in spec or 'by' in spec:          # a reproducible (stratified) sample of each benchmark the loader gave
+                got = [sampled_benchmark(x, spec.get('n'), spec.get('by'), spec.get('seed', 0)) for x in got]
+        except (SchemaError, FileNotFoundError, ValueError, UsageError) as e: raise PlanError(f"{w}: {e}") from None
+        out += got
     ids = [x.id for x in out]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup: raise PlanError(f"{where}: benchmark(s) listed twice: {', '.join(dup)}")
@@ -150,6 +155,8 @@ def parse_plan(raw:dict, # the TOML content as a dict
     base_dir = Path(path).resolve().parent if path else Path.cwd()
     for k in raw:
         if k not in TOP_KEYS: raise PlanError(f"{name}: unknown section [{k}] (allowed: {', '.join(sorted(TOP_KEYS))})")
+    if 'study' in raw and not raw.get('models'):
+        raise PlanError(f"{name}: a study plan takes its models from [study].plans: run safedrift study {path or 'PLAN'}")
     run = raw.get('run', {}); check_keys(f"{name}: [run]", run, RUN_KEYS)
     if run.get('device') is not None and not _DEVICE.fullmatch(run['device']):
         raise PlanError(f"{name}: [run].device: unknown device {run['device']!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")

@@ -97,7 +97,10 @@ def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         units.append({k: rec[k] for k in ('benchmark', 'benchmark_version', 'benchmark_hash', 'judges', 'n_items')} | {'model': m,
                      'lm': {k: rec['lm'].get(k) for k in ('model', 'revision', 'weights_sha256', 'adapter_sha256', 'dtype', 'device', 'chat_template')}})
     if not frames: raise FileNotFoundError(f"run directory {d} has no finished units")
-    items = pd.concat(frames, ignore_index=True)[['model', 'benchmark', 'item', 'metric', 'value', 'judge', 'category']]
+    items = pd.concat(frames, ignore_index=True)
+    cols = ['model', 'benchmark', 'item', 'metric', 'value', 'judge', 'category']
+    if 'cluster' in items.columns: items, cols = items.assign(cluster=items['cluster'].fillna('').astype(str)), cols + ['cluster']
+    items = items[cols]
     man = json.loads((d/'manifest.json').read_text()) if (d/'manifest.json').exists() else {}
     prov = dict(run_dir=str(d.resolve()), created=man.get('created'), versions=man.get('versions'), generation=man.get('generation'), units=units)
     return items, models, prov

