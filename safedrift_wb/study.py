@@ -17,6 +17,7 @@ from .cube import build_cube, save_cube
 from .finetune import eval_models, read_finetune
 from .finetune.train import cli_finetune
 from .runs import evaluate, format_status, load_run, load_transcripts, parse_plan
+from .runs.store import read_models_csv
 from .runs.workers import default_workers
 
 # %% auto #0
@@ -35,18 +36,19 @@ def study_models(study:dict, # the plan's [study] table
                 ) -> list[dict]:
     "`[[models]]` entries of a study: roots and trained adapters of its fine-tuning plans, minus the excluded ones."
     if not study.get('plans'): raise PlanError(f"{where}: [study].plans: name at least one fine-tuning plan")
-    models, seen = [], {}
+    models, seen, known = [], {}, set()
     for i, p in enumerate(study['plans']):
         if not isinstance(p, str) or not p: raise PlanError(f"{where}: [study].plans[{i}]: expected a path, got {p!r}")
         fp = Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
         if not fp.exists(): raise PlanError(f"{where}: [study].plans[{i}]: not found: {fp}")
-        for m in eval_models(read_finetune(fp), skip=study.get('exclude', ())):
+        ft = read_finetune(fp)
+        known |= set(ft.model_table().index)
+        for m in eval_models(ft, skip=study.get('exclude', ())):
             if m['id'] in seen:
                 if not _same(seen[m['id']], m): raise PlanError(f"{where}: model {m['id']!r} is defined differently by two plans ({fp.name} and an earlier one)")
                 continue
             seen[m['id']] = m; models.append(m)
     exclude = study.get('exclude', [])
-    known = {m for p in study['plans'] for m in read_finetune(Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()).model_table().index}
     unknown = sorted(set(exclude) - known)
     if unknown: raise PlanError(f"{where}: [study].exclude: no model called {', '.join(map(repr, unknown))}")
     out = []
@@ -107,7 +109,7 @@ def export_study(run_dir, # the study's run directory
     items = items.reindex(columns=ITEM_COLUMNS).fillna({'cluster': '', 'judge': ''})
     paths = {'items': dest/'items.parquet', 'models': dest/'models.csv', 'responses': dest/'responses.parquet'}
     atomic_parquet(items, paths['items'])
-    models.reset_index().to_csv(paths['models'], index=False) if models.index.name == 'model' else models.to_csv(paths['models'], index=False)
+    (models.reset_index() if models.index.name == 'model' else models).to_csv(paths['models'], index=False)
     tr = load_transcripts(run_dir)
     keep = [c for c in ('model', 'benchmark', 'item', 'response') if c in tr.columns]
     tr = tr[keep][tr['response'].notna()] if 'response' in tr.columns else tr[keep].iloc[:0]
@@ -120,11 +122,7 @@ def load_study(dir, # folder written by `export_study`
     d = Path(dir)
     if not (d/'items.parquet').exists(): raise FileNotFoundError(f"no exported study in {d} (items.parquet missing): run safedrift study first")
     items = pd.read_parquet(d/'items.parquet')
-    models = pd.read_csv(d/'models.csv', keep_default_na=False)
-    for c in models.columns:
-        if c not in ('model', 'base', 'family', 'domain', 'method'):
-            conv = pd.to_numeric(models[c].replace('', float('nan')), errors='coerce')
-            if conv.notna().sum() == (models[c] != '').sum(): models[c] = conv
+    models = read_models_csv(d/'models.csv')
     if items['cluster'].eq('').all(): items = items.drop(columns='cluster')
     return items, models
 

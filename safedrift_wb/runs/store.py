@@ -13,8 +13,8 @@ from ..common.validate import model_dir_name, model_id_from_dir
 
 
 # %% auto #0
-__all__ = ['append_line', 'read_lines', 'unit_key', 'unit_dir', 'stored_key', 'resume_unit', 'run_scope', 'load_run',
-           'load_transcripts', 'format_status']
+__all__ = ['append_line', 'read_lines', 'unit_key', 'unit_dir', 'stored_key', 'resume_unit', 'run_scope', 'read_models_csv',
+           'load_run', 'load_transcripts', 'format_status']
 
 # %% ../../nbs/52_store.ipynb #4f68341c
 def append_line(path, rec:dict):
@@ -79,15 +79,20 @@ def _units_in_scope(d:Path, models=None, benchmarks=None):
         if (models and m not in models) or (benchmarks and b not in benchmarks): continue
         yield uj
 
-def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    "(items, models, provenance) of a run directory written by `evaluate`: the units of the plan last evaluated there."
-    d = Path(run_dir)
-    if not (d/'models.csv').exists(): raise FileNotFoundError(f"not a run directory (no models.csv): {d}")
-    models = pd.read_csv(d/'models.csv', keep_default_na=False, na_values={c: [''] for c in ()})
+def read_models_csv(path) -> pd.DataFrame:
+    "A model table written as CSV: text columns kept as text ('' for none), columns holding only numbers as numbers."
+    models = pd.read_csv(path, keep_default_na=False)
     for c in models.columns:
         if c not in ('model', 'base', 'family', 'domain', 'method'):
             conv = pd.to_numeric(models[c].replace('', np.nan), errors='coerce')
             if conv.notna().sum() == (models[c] != '').sum(): models[c] = conv
+    return models
+
+def load_run(run_dir) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    "(items, models, provenance) of a run directory written by `evaluate`: the units of the plan last evaluated there."
+    d = Path(run_dir)
+    if not (d/'models.csv').exists(): raise FileNotFoundError(f"not a run directory (no models.csv): {d}")
+    models = read_models_csv(d/'models.csv')
     frames, units = [], []
     for uj in _units_in_scope(d):
         rec = json.loads(uj.read_text())
