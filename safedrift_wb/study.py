@@ -14,18 +14,23 @@ from .common.errors import PlanError, UsageError
 from .common.io import atomic_parquet, check_keys
 from .common.validate import check_output_path, read_plan_toml
 from .cube import build_cube, save_cube
+from tqdm.auto import tqdm
+from . import finetune as finetune_pkg   # its training half (torch) loads when first used
 from .finetune import eval_models, read_finetune
-from .finetune.train import cli_finetune
+from .finetune.predictors import PREDICTOR_FAMILIES, layer_type, lora_deltas, predictor_table, read_weights
 from .runs import evaluate, format_status, load_run, load_transcripts, parse_plan
 from .runs.store import read_models_csv
 from .runs.workers import default_workers
+from .judges import RefusalJudge
+from .judges.rejudge import rejudge, swap_judged
+from .findings import coherence_answer, coherent_summary, study_findings, write_study_report
 
 # %% auto #0
-__all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'study_models', 'parse_study', 'read_study', 'export_study', 'load_study', 'run_study',
-           'cli_study']
+__all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'study_models', 'parse_study', 'read_study', 'export_study', 'load_study',
+           'study_predictors', 'second_judge', 'run_study', 'cli_study']
 
 # %% ../nbs/96_study.ipynb #a6ddc3d3
-STUDY_KEYS = {'plans': (list,), 'exclude': (list,), 'items': (str,), 'cube': (str,)}
+STUDY_KEYS = {'plans': (list,), 'exclude': (list,), 'items': (str,), 'cube': (str,), 'report': (str,)}
 
 def _same(a:dict, b:dict) -> bool:
     return all(a.get(k) == b.get(k) for k in ('path', 'adapter', 'base'))
@@ -102,9 +107,13 @@ ITEM_COLUMNS = ['model', 'benchmark', 'item', 'metric', 'value', 'judge', 'categ
 
 def export_study(run_dir, # the study's run directory
                  dest, # folder receiving items.parquet, models.csv and responses.parquet
+                 predictors:pd.DataFrame|None=None, # columns to add to the model table, indexed by model (`study_predictors`)
                 ) -> dict:
     "Write the run's item results, model table and responses (no prompts) to `dest`; return the paths."
     items, models, prov = load_run(run_dir)
+    if predictors is not None and len(predictors):
+        if models.index.name != 'model': models = models.set_index('model')
+        models = models.join(predictors[[c for c in predictors.columns if c not in models.columns]])
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     items = items.reindex(columns=ITEM_COLUMNS).fillna({'cluster': '', 'judge': ''})
     paths = {'items': dest/'items.parquet', 'models': dest/'models.csv', 'responses': dest/'responses.parquet'}
@@ -126,21 +135,71 @@ def load_study(dir, # folder written by `export_study`
     if items['cluster'].eq('').all(): items = items.drop(columns='cluster')
     return items, models
 
+# %% ../nbs/96_study.ipynb #cf6f1b72
+_PREDICTOR_SKIP = {'seed', 'threads', 'train_seconds', 'dropout', 'weight_decay', 'warmup', 'epochs', 'max_length',
+                   'dropped_no_reply_tokens', 'truncated'}
+
+def study_predictors(plan, # the study's `Plan` (`read_study`)
+                     progress:bool=False, # a progress bar over the derivatives
+                    ) -> pd.DataFrame:
+    "Numeric predictors of each derivative that is an adapter (indexed by model): training record, relative update size, cosine with its base's alignment update."
+    specs = {m.id: m for m in plan.models}
+    weights, rows = {}, []
+    ders = [m for m in plan.models if m.base and m.adapter]
+    for m in tqdm(ders, desc='predictors', unit='model', disable=not progress):
+        base = specs.get(m.base)
+        align = base.adapter if base is not None and base.adapter else None
+        types = tuple(sorted({layer_type(n) for n in lora_deltas(m.adapter)}))
+        f = Path(m.path)/'model.safetensors'
+        key = (str(f), types)
+        if key not in weights: weights[key] = read_weights(f, list(types)) if f.is_file() else None
+        row = predictor_table([m.adapter], alignment=align, base_weights=weights[key]).iloc[0]
+        rows.append(row.rename(m.id))
+    if not rows: return pd.DataFrame(index=pd.Index([], name='model'))
+    df = pd.DataFrame(rows)
+    df.index.name = 'model'
+    num = df.apply(pd.to_numeric, errors='coerce')
+    named = {c for cols in PREDICTOR_FAMILIES.values() for c in cols}   # kept even when missing for every derivative
+    keep = [c for c in num.columns if c not in _PREDICTOR_SKIP and not c.startswith(('l2', 'hp_')) and (c in named or num[c].notna().any())]
+    return num[keep]
+
+
 # %% ../nbs/96_study.ipynb #5a97d554
+def second_judge(plan, export_dir, data, *, n_boot:int=2000, progress:bool=False) -> dict:
+    "Judge the exported responses again with the refusal classifier fitted on XSTest's human labels in `data`: its item results and cube."
+    judge = RefusalJudge('xstest-lr', data=data)
+    responses = pd.read_parquet(Path(export_dir)/'responses.parquet')
+    items, models = load_study(export_dir)
+    again = rejudge(responses, judge, {b.id: b for b in plan.benchmarks}, progress=progress)
+    path = Path(export_dir)/f"items_{judge.backend.name}.parquet"
+    atomic_parquet(again.reindex(columns=ITEM_COLUMNS).fillna({'cluster': '', 'judge': ''}), path)
+    return dict(judge=judge, items=path, cube=build_cube(swap_judged(items, again), models, n_boot=n_boot))
+
 def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study`, and the run directory
               *, base_dir:Path, # folder of the study plan ([study] paths are relative to it)
+              data=None, # folder of public benchmark files: with XSTest's labelled completions, a second judge runs too
               workers='auto', progress:bool=True, n_boot:int=2000) -> dict:
-    "Evaluate the study (resumable), export its item results and write its cube; returns paths, status and timings."
+    "Evaluate the study (resumable), export its item results and write its cube (and the second judge's); returns paths, status and timings."
     t0 = time.time()
     if workers == 'auto': workers = default_workers(len(plan.models))
     status = evaluate(plan, out, workers=None if workers in (None, 1) else workers, progress=progress)
     t_eval = time.time() - t0
     rel = lambda p: Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
-    paths = export_study(out, rel(study.get('items', Path(out)/'export')))
+    paths = export_study(out, rel(study.get('items', Path(out)/'export')), predictors=study_predictors(plan, progress=progress))
     items, models = load_study(paths['items'].parent)
     cube = build_cube(items, models, n_boot=n_boot)
     paths['cube'] = rel(study.get('cube', Path(out)/'study_cube.nc'))
     save_cube(cube, paths['cube'])
+    if data is not None and (Path(data)/'xstest'/'model_completions').is_dir():
+        j2 = second_judge(plan, paths['items'].parent, data, n_boot=n_boot, progress=progress)
+        paths['judge2_items'] = j2['items']
+        paths['judge2_cube'] = paths['cube'].with_name(f"{paths['cube'].stem}_{j2['judge'].backend.name}.nc")
+        save_cube(j2['cube'], paths['judge2_cube'])
+    f = study_findings(cube, judge_cube=j2['cube'] if data is not None and 'judge2_cube' in paths else None,
+                       judge_names=('string-rule judge', 'XSTest-trained classifier'), n_boot=n_boot)
+    share, coherent = coherence_answer(items, models, pd.read_parquet(paths['responses']), n_boot=n_boot)
+    paths['report'] = write_study_report(cube, rel(study.get('report', Path(out)/'study_report.html')), f, coherence=share,
+                                         coherent=coherent_summary(cube, coherent))
     return dict(paths=paths, status=status, cube=cube, seconds=dict(evaluate=round(t_eval, 1), total=round(time.time() - t0, 1)))
 
 def cli_study(argv:list[str]) -> int:
@@ -161,13 +220,13 @@ def cli_study(argv:list[str]) -> int:
         raw = read_plan_toml(path)
         for fp in (raw.get('study') or {}).get('plans', []):
             fp = Path(fp) if Path(fp).is_absolute() else (path.resolve().parent/fp).resolve()
-            if 'finetune' in read_plan_toml(fp): cli_finetune([str(fp)] + (['--no-progress'] if a.no_progress else []))
+            if 'finetune' in read_plan_toml(fp): finetune_pkg.cli_finetune([str(fp)] + (['--no-progress'] if a.no_progress else []))
     plan, study = read_study(path, data=a.data, limit=a.limit)
     out = a.out or plan.output
     if not out: raise UsageError('no output directory: pass -o RUN_DIR or set [run].output in the plan')
     check_output_path(out, 'run directory', folder=True)
     if a.workers is not None and a.workers < 1: raise UsageError('--workers must be at least 1')
-    res = run_study(plan, study, Path(out), base_dir=path.resolve().parent, workers=a.workers or 'auto', progress=not a.no_progress)
+    res = run_study(plan, study, Path(out), base_dir=path.resolve().parent, data=a.data, workers=a.workers or 'auto', progress=not a.no_progress)
     print(format_status(res['status']))
     c = res['cube']
     print(f"study: {c.sizes['model']} models x {c.sizes['benchmark']} benchmarks; evaluation {res['seconds']['evaluate']:.0f} s")

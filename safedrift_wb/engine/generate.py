@@ -11,7 +11,7 @@ from transformers import cache_utils
 from .lm import encode_texts, pad_rows
 
 # %% auto #0
-__all__ = ['GenerationMixin']
+__all__ = ['prefix_groups', 'GenerationMixin']
 
 # %% ../../nbs/43_generate.ipynb #8faf2852
 def _cut_at_stop(text:str, stops:list[str]) -> tuple[str, bool]:
@@ -63,6 +63,32 @@ def _grow_cache(cache, rows:int, capacity:int):
     new = copy.copy(cache)
     new.layers = [_GrowLayer(l.keys, l.values, rows, capacity) for l in cache.layers]
     return new
+
+_GROUP_PREFIX = 48  # prompts sharing this many tokens beyond the call's common prefix (a template) share their own prefix cache
+
+def _lcp(a:list[int], b:list[int]) -> int:
+    "Length of the common prefix of two token lists."
+    n = min(len(a), len(b)); k = 0
+    while k < n and a[k] == b[k]: k += 1
+    return k
+
+def prefix_groups(enc:list[list[int]], # the prompts' tokens
+                  extra:int=_GROUP_PREFIX, # tokens a group must share beyond what every prompt shares
+                 ) -> list[list[int]]:
+    """Prompt indices in groups that share a long prefix (prompts written from one template), then the rest: each
+    group is generated with its own prefix computed once. One group of all prompts when none share that much."""
+    if len(enc) < 3: return [list(range(len(enc)))]
+    floor = len(_common_prefix(enc)) + extra
+    order = sorted(range(len(enc)), key=lambda i: (enc[i], i))   # prompts with a common prefix sort next to each other
+    groups, cur, shared = [], [order[0]], len(enc[order[0]])
+    for i in order[1:]:
+        k = min(shared, _lcp(enc[cur[-1]], enc[i]))
+        if k >= floor: cur.append(i); shared = k
+        else: groups.append(cur); cur, shared = [i], len(enc[i])
+    groups.append(cur)
+    big = sorted((sorted(g) for g in groups if len(g) > 1), key=lambda g: g[0])
+    rest = sorted(i for g in groups if len(g) == 1 for i in g)
+    return big + ([rest] if rest else [])
 
 def _common_prefix(seqs:list[list[int]]) -> list[int]:
     "The longest token prefix shared by all `seqs`."
@@ -178,9 +204,12 @@ class GenerationMixin:
             return j
 
         with torch.inference_mode(), tqdm(total=len(prompts), disable=not progress, desc="generate", unit="prompt") as pbar:
-            prefix = self._shared_prefix(enc)
-            run = lambda us, rows, tokens: self._gen_batch(us, rows, tokens, max_new_tokens, stops, temperature, seed, prefix, seeds)
-            done = self._run_adaptive("generate", units, take, run, pbar)
+            done = []
+            for idx in prefix_groups(enc):   # prompts from one template share its prefix; the rest share what all share
+                prefix = self._shared_prefix([enc[i] for i in idx])
+                run = lambda us, rows, tokens, prefix=prefix: self._gen_batch(us, rows, tokens, max_new_tokens, stops, temperature, seed, prefix, seeds)
+                keep = set(idx)
+                done += self._run_adaptive("generate", [u for u in units if u[0] in keep], take, run, pbar)
         out = [None] * len(prompts)
         for i, text in done:
             assert out[i] is None, f"prompt {i} generated twice"

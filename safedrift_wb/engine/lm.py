@@ -141,6 +141,7 @@ class LMBase:
                 ):
         if padding_side not in ("left", "right"): raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         check_batch_size(batch_size)
+        self._limits = {}
         self.model, self.tokenizer = model.eval(), tokenizer
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
@@ -164,7 +165,6 @@ class LMBase:
         self.stats = {"forward_calls": 0, "context_rows": 0, "continuation_rows": 0, "oom_retries": 0,
                       "prefix_tokens_shared": 0, "ll_cache_hits": 0}
         self.ll_cache = None  # a dict here keeps every scored request, so a request asked again is not recomputed
-        self._limits = {}
         self._decoder, self._projection = decoder_and_projection(model, check=True, vocab_size=len(tokenizer))
         self._split = self._decoder is not None
         src = "tokenizer" if self.chat_template and self.chat_template == getattr(tokenizer, "chat_template", None) else "custom"
@@ -213,6 +213,16 @@ class LMBase:
         return (out.last_hidden_state if self._split else out.logits), cache
 
     # -- batching ---------------------------------------------------------------------------------------
+    @property
+    def batch_size(self):
+        "Rows per forward pass, or 'auto'; setting it forgets the limits learned from out-of-memory errors."
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value):
+        check_batch_size(value)
+        self._batch_size, self._limits = value, {}
+
     def _initial_limits(self, kind:str) -> list:
         "[rows, tokens] per forward pass before any out-of-memory error; tokens None means no token cap."
         if isinstance(self.batch_size, int): return [self.batch_size, None]

@@ -17,8 +17,9 @@ from ..common.errors import SchemaError
 from ..common.lazy import lazy_attributes
 
 # %% auto #0
-__all__ = ['module_name', 'layer_type', 'lora_scale', 'lora_deltas', 'dense_deltas', 'read_weights', 'as_dense', 'delta_inner',
-           'update_norms', 'update_cosine', 'training_record', 'predictor_table', 'base_perplexity']
+__all__ = ['PREDICTOR_FAMILIES', 'module_name', 'layer_type', 'lora_scale', 'lora_deltas', 'dense_deltas', 'read_weights',
+           'as_dense', 'delta_inner', 'update_norms', 'update_cosine', 'training_record', 'predictor_table',
+           'base_perplexity']
 
 # %% ../../nbs/66a_predictors.ipynb #ee08b7c6
 _LORA_KEY = re.compile(r'^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.[^.]+)?(?:\.weight)?$')
@@ -286,3 +287,12 @@ def base_perplexity(lm, # an engine `LM` (or anything with its `loglikelihood`, 
     n = sum(len(c) for _, c in enc)
     if n == 0: raise SchemaError("base_perplexity: the continuations hold no tokens")
     return math.exp(-sum(lp for lp, _ in lm.loglikelihood(reqs)) / n)
+
+# %% ../../nbs/66a_predictors.ipynb #fdc654da
+PREDICTOR_FAMILIES = {   # feature family -> model-table columns (those present are used)
+    'hyperparameters': ['lr', 'steps', 'rank', 'safety_share', 'domain'],
+    'data': ['n_train', 'train_tokens', 'refusal_share', 'mean_tokens', 'mean_reply_tokens', 'base_ppl'],
+    'training': ['first_loss', 'final_loss', 'mean_loss'],
+    'weights': ['update_l2', 'update_l2_q_proj', 'update_l2_v_proj', 'update_l2_o_proj', 'align_cos'],
+}
+

@@ -25,7 +25,7 @@ from ..common.validate import check_output_path
 from ..common.versions import versions
 from ..engine import quiet_transformers
 from ..engine.head import decoder_and_projection
-from ..engine.gemma import gemma3_path
+from ..engine.gemma import gemma3_path, is_gemma_lineage, write_gemma_notice
 from ..engine.smollm import smollm2_path
 from .corpora import IGNORE, data_stats, encode_example, mix_data, read_corpus
 from .plan import FinetunePlan, FinetuneSpec, adapter_digest, read_finetune, run_domain, weights_digest
@@ -250,6 +250,7 @@ def finetune(
         device=str(device), torch_threads=used, versions=versions(('torch', 'transformers', 'tokenizers', 'peft', 'safedrift_wb')),
         adapter_sha256=adapter_digest(part), command=command or _command(plan, spec.name, out))
     (part/'training.json').write_text(json.dumps(record, indent=1) + '\n')
+    if is_gemma_lineage(ident): write_gemma_notice(part, spec.base)   # the Gemma terms' notice, modification and use restrictions
     if dest.exists(): shutil.rmtree(dest)
     part.rename(dest)
     return record

@@ -41,7 +41,7 @@ def model_id(obj: Any) -> str:
 # %% ../../nbs/47_judge_backends.ipynb #f4921492
 BACKENDS: dict[str, dict[str, str]] = {  # judge kind -> backend name -> 'module:class', imported when first asked for
     'refusal': {'rules': 'safedrift_wb.judges.rules:RuleRefusalBackend', 'hf': 'safedrift_wb.judges.hf:HFClassifierBackend',
-                'llm': 'safedrift_wb.judges.llm:LLMJudgeBackend'},
+                'llm': 'safedrift_wb.judges.llm:LLMJudgeBackend', 'xstest-lr': 'safedrift_wb.judges.learned:LearnedRefusalBackend'},
     'toxicity': {'profanity-check': 'safedrift_wb.judges.toxicity:ProfanityCheckBackend', 'hf': 'safedrift_wb.judges.hf:HFToxicityBackend'},
 }
 

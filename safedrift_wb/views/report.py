@@ -257,6 +257,7 @@ def report_html(cube:xr.Dataset, # a drift cube
                 title:str|None=None, # title of the report
                 max_examples:int=5, # flipped items shown per derivative and direction
                 dpi:float=100, # resolution of the figures
+                extra:list|None=None, # more sections first: (anchor, title, HTML) triples, e.g. a study's findings
                ) -> str:
     "The drift report as one self-contained HTML document."
     if not isinstance(cube, xr.Dataset): raise SchemaError(f"report: expected a drift cube (xarray.Dataset), got {type(cube).__name__}")
@@ -264,7 +265,8 @@ def report_html(cube:xr.Dataset, # a drift cube
     if missing: raise SchemaError(f"report: the cube lacks {missing}; is it a drift cube from build_cube or cube_from_scores?")
     if not 0 < alpha < 1: raise SchemaError(f"alpha must be in (0, 1), got {alpha}")
     if transcripts is not None: validate_transcripts(transcripts)
-    sections = [('evaluated', 'What was evaluated', evaluated_html(cube, transcripts)),
+    sections = [(str(k), str(t), str(h)) for k, t, h in (extra or [])]
+    sections += [('evaluated', 'What was evaluated', evaluated_html(cube, transcripts)),
                 ('verdicts', 'Verdict per derivative', verdicts_html(cube, alpha=alpha)),
                 ('significant', 'Significant drifts', significant_html(cube, alpha=alpha))]
     if derivatives(cube):
@@ -286,11 +288,12 @@ def write_report(cube:xr.Dataset, # a drift cube
                  transcripts:pd.DataFrame|None=None, # prompts, responses and judged values per item (optional)
                  title:str|None=None, # title of the report
                  max_examples:int=5, # flipped items shown per derivative and direction
+                 extra:list|None=None, # more sections first: (anchor, title, HTML) triples
                 ) -> Path:
     "Write the self-contained HTML drift report of a cube; returns the path."
     path = Path(path)
     if path.is_dir(): raise UsageError(f"report: {path} is a directory; give a file name such as {path/'report.html'}")
-    html = report_html(cube, alpha=alpha, transcripts=transcripts, title=title, max_examples=max_examples)
+    html = report_html(cube, alpha=alpha, transcripts=transcripts, title=title, max_examples=max_examples, extra=extra)
     return write_output(path, html, 'report')   # atomic: no partial file on a full disk
 
 # %% ../../nbs/78_report.ipynb #368a46c0
