@@ -4,6 +4,7 @@
 
 # %% ../nbs/95_demo.ipynb #82dea9b9
 from __future__ import annotations
+import html
 import time
 from pathlib import Path
 import pandas as pd
@@ -11,17 +12,19 @@ from .analysis import contradiction, heterogeneity
 from .common.args import command_parser, parse
 from .common.errors import UsageError
 from .common.validate import arg_count, arg_prob, check_output_path
-from .cube import build_cube, format_summary, save_cube, summarize
+from .cube import build_cube, format_summary, load_cube, save_cube, summarize
 from .engine.smollm import smollm2_gguf
 from .example import load_example
 from .finetune import eval_models
 from .runs import default_workers, evaluate, format_status, load_run, load_transcripts, parse_plan
 from .views.cards import write_drift_cards
 from .views.report import write_report
+from .findings import coherence_answer, coherent_summary, findings_markdown, study_findings, write_study_report
+from .study import SLICE_LIMIT, SLICE_MODELS, compare_slice, load_study, slice_plan
 
 # %% auto #0
 __all__ = ['DEMO_GENERATION', 'DEMO_SUBSET', 'demo_plan', 'write_outputs', 'family_available', 'run_demo', 'run_example_demo',
-           'cli_demo']
+           'cli_demo', 'study_ready', 'slice_html', 'run_study_demo']
 
 # %% ../nbs/95_demo.ipynb #ea4f5df9
 DEMO_GENERATION = dict(max_new_tokens=32, temperature=0.0, seed=0)
@@ -110,12 +113,16 @@ def run_example_demo(out:Path, # output folder
     return paths
 
 def cli_demo(argv:list[str]) -> int:
-    "safedrift demo [-o DIR] [--subset N | --all-items] [--example]"
-    p = command_parser('demo', 'The main job, offline: evaluate the SmolLM2 family on the embedded suite, build the drift cube, report.')
+    "safedrift demo [-o DIR] [--data DIR] [--slice-items N] [--family [--subset N | --all-items]] [--example]"
+    p = command_parser('demo', 'The main job, offline: a live slice of the drift study checked against its committed results and the '
+                               "study's report (until those are committed: the SmolLM2 family on the embedded suite).")
     p.add_argument('-o', '--out', default='safedrift-demo', help='output folder (default: ./safedrift-demo)')
     p.add_argument('--subset', type=arg_count, default=DEMO_SUBSET, help=f'evaluate at most N items per benchmark (default {DEMO_SUBSET}; smaller: a quick, workshop-sized run)')
     p.add_argument('--all-items', action='store_true', help='evaluate every item of every benchmark (the grown domain sets in full)')
     p.add_argument('--example', action='store_true', help='skip evaluation: use the bundled simulated item results')
+    p.add_argument('--family', action='store_true', help='the SmolLM2 family on the embedded suite instead of the study slice')
+    p.add_argument('--data', help='folder of public benchmark files (XSTest, BBQ, TruthfulQA) for the study slice; without it they are left out')
+    p.add_argument('--slice-items', type=arg_count, default=SLICE_LIMIT, help=f'items per benchmark in the study slice (default {SLICE_LIMIT})')
     p.add_argument('--workers', type=arg_count, help='local worker processes, one model at a time each (default: one per GPU, or 2 on a CPU '
                    'with two or more cores, which share them; 1: serial, in this process)')
     p.add_argument('--n-boot', type=arg_count, default=2000); p.add_argument('--alpha', type=arg_prob, default=0.05)
@@ -134,5 +141,90 @@ def cli_demo(argv:list[str]) -> int:
         run_example_demo(Path(a.out), n_boot=a.n_boot, alpha=a.alpha); return 0
     if a.workers is not None and a.workers < 1: raise UsageError('--workers must be a positive integer')
     workers = 'auto' if a.workers is None else a.workers
+    if a.data is not None and not Path(a.data).is_dir(): raise UsageError(f"--data: not a folder: {a.data}")
+    if not a.family:
+        if study_ready():
+            res = run_study_demo(Path(a.out), data=a.data, limit=a.slice_items, n_boot=a.n_boot, alpha=a.alpha, workers=workers,
+                                 progress=not a.no_progress)
+            return 1 if (res['status'].status == 'failed').any() else 0
+        print("note: the drift study's results are not committed yet (data/study/, data/results/study_cube.nc): "
+              "running the SmolLM2 family on the embedded suite")
     res = run_demo(Path(a.out), subset=None if a.all_items else a.subset, n_boot=a.n_boot, alpha=a.alpha, workers=workers, progress=not a.no_progress)
     return 1 if (res['status'].status == 'failed').any() else 0
+
+# %% ../nbs/95_demo.ipynb #4f835252
+def study_ready(plan_path=None, models=SLICE_MODELS) -> bool:
+    "Whether the study's committed results (item results and cube) and the slice's models are available."
+    try:
+        plan, study, _ = slice_plan(plan_path, models=models, limit=1)
+    except Exception: return False
+    base = Path(plan.path).resolve().parent
+    rel = lambda p: Path(p) if Path(p).is_absolute() else (base/p).resolve()
+    return bool(study.get('items')) and (rel(study['items'])/'items.parquet').exists() and bool(study.get('cube')) and rel(study['cube']).exists()
+
+def slice_html(summary:pd.DataFrame|None, # `compare_slice`'s summary (None: no committed results to compare with)
+               diff:pd.DataFrame|None, # its differing items
+               left_out:list, # benchmarks left out for want of a data folder
+               seconds:float, # the slice's evaluation time
+              ) -> str:
+    "The report section on the live slice: what was evaluated again, and whether it reproduced the committed results."
+    if summary is None: return '<p>No committed study results to compare with: the report shows the slice alone.</p>'
+    n, same = int(summary['values'].sum()), int(summary['same_values'].sum())
+    nr, sr = int(summary['responses'].sum()), int(summary['same_responses'].sum())
+    lead = (f"<p>This run evaluated {summary.model.nunique()} models ({', '.join(map(html.escape, summary.model.unique()))}) on "
+            f"{summary.benchmark.nunique()} benchmarks, {int(summary['items'].sum()):,} model-items in {seconds:.0f} s, and compared "
+            f"them with the committed study: <b>{same:,} of {n:,}</b> item values and <b>{sr:,} of {nr:,}</b> responses are identical.</p>")
+    if left_out: lead += f"<p>Left out for want of a data folder (<code>--data DIR</code>): {html.escape(', '.join(left_out))}.</p>"
+    table = summary.to_html(index=False, border=0)
+    rows = ''
+    if diff is not None and len(diff):
+        show = diff.head(20)[[c for c in ('model', 'benchmark', 'item', 'metric', 'value', 'value_study', 'response', 'response_study') if c in diff]]
+        rows = f"<h3>Items that differ ({len(diff)})</h3>" + show.to_html(index=False, border=0)
+    return lead + table + rows
+
+def run_study_demo(out, # output folder
+                   *, data=None, # folder of public benchmark files (XSTest, BBQ, TruthfulQA); None: the slice leaves them out
+                   models=SLICE_MODELS, limit:int=SLICE_LIMIT, plan_path=None,
+                   workers:int|str|None='auto', n_boot:int=2000, alpha:float=0.05, progress:bool=True, quiet:bool=False) -> dict:
+    "Evaluate a live slice of the study, check it against the committed results, and write the whole study's report."
+    t0 = time.time(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    plan, study, left_out = slice_plan(plan_path, data=data, models=models, limit=limit)
+    base = Path(plan.path).resolve().parent
+    rel = lambda p: Path(p) if Path(p).is_absolute() else (base/p).resolve()
+    if workers == 'auto': workers = default_workers(len(plan.models))
+    status = evaluate(plan, out/'run', workers=None if workers in (None, 1) else workers, progress=progress)
+    t_eval = time.time() - t0
+    export = rel(study['items']) if study.get('items') else None
+    summary, diff = compare_slice(out/'run', export) if export is not None and (export/'items.parquet').exists() else (None, None)
+    items, mt, prov = load_run(out/'run')
+    slice_cube = build_cube(items, mt, n_boot=n_boot, provenance=prov)
+    paths = {'slice_cube': out/'slice_cube.nc'}; save_cube(slice_cube, paths['slice_cube'])
+    cube_path = rel(study['cube']) if study.get('cube') else None
+    whole = cube_path is not None and cube_path.exists()
+    cube = load_cube(cube_path) if whole else slice_cube
+    j2 = cube_path.with_name(f"{cube_path.stem}_xstest-lr.nc") if whole else None
+    f = study_findings(cube, judge_cube=load_cube(j2) if j2 is not None and j2.exists() else None,
+                       judge_names=('string-rule judge', 'XSTest-trained classifier'), alpha=alpha, n_boot=n_boot)
+    share = coherent = None
+    if whole and (export/'responses.parquet').exists():
+        it, md = load_study(export)
+        share, coh = coherence_answer(it, md, pd.read_parquet(export/'responses.parquet'), n_boot=min(n_boot, 500))
+        coherent = coherent_summary(cube, coh, alpha=alpha)
+    extra = [('slice', 'The live slice', slice_html(summary, diff, left_out, t_eval))]
+    paths['report'] = write_study_report(cube, out/'report.html', f, coherence=share, coherent=coherent, alpha=alpha, extra=extra,
+                                         title='Safety drift study' + ('' if whole else ' (the live slice only)'))
+    if summary is not None: summary.to_csv(out/'slice_check.csv', index=False); paths['slice_check'] = out/'slice_check.csv'
+    res = dict(paths=paths, status=status, cube=cube, slice_cube=slice_cube, check=summary, diff=diff, left_out=left_out,
+               seconds=dict(evaluate=round(t_eval, 1), total=round(time.time() - t0, 1)))
+    if not quiet:
+        print(f"live slice: {slice_cube.sizes['model']} models x {slice_cube.sizes['benchmark']} benchmarks, {len(items):,} item results "
+              f"({int((status.status == 'done').sum())} units run, {int((status.status == 'cached').sum())} from the run store)")
+        if left_out: print(f"left out (no --data folder): {', '.join(left_out)}")
+        if summary is not None:
+            print(f"reproduces the committed study: {int(summary.same_values.sum()):,} of {int(summary['values'].sum()):,} item values, "
+                  f"{int(summary.same_responses.sum()):,} of {int(summary.responses.sum()):,} responses identical")
+        print(findings_markdown(f).split('### 2.')[0].strip())
+        print('\n' + '\n'.join(f"wrote {p}" for p in paths.values()))
+        print(f"done in {res['seconds']['total']:.0f} s (evaluation {res['seconds']['evaluate']:.0f} s)")
+    return res
+

@@ -387,9 +387,11 @@ def write_study_report(cube:xr.Dataset, # the study's cube
                        findings:dict|None=None, # `study_findings` (computed when None)
                        *, coherence:pd.DataFrame|None=None, # incoherent share per model
                        coherent:pd.DataFrame|None=None, # `coherent_summary`
-                       transcripts:pd.DataFrame|None=None, title:str='Safety drift study', alpha:float=0.05, **kw):
+                       transcripts:pd.DataFrame|None=None, title:str='Safety drift study', alpha:float=0.05,
+                       extra:list|None=None, # more sections after the findings: (anchor, title, HTML) triples
+                       **kw):
     "The study's HTML report: the six answers first, then the drift report of the whole cube."
     f = findings if findings is not None else study_findings(cube, alpha=alpha, **kw)
-    extra = [('findings', 'What the study found', findings_html(f, coherence, coherent))]
+    extra = [('findings', 'What the study found', findings_html(f, coherence, coherent))] + list(extra or [])
     return write_report(cube, path, alpha=alpha, transcripts=transcripts, title=title, extra=extra)
 

@@ -8,6 +8,7 @@ import os
 import re
 import time
 from pathlib import Path
+import numpy as np
 import pandas as pd
 from .common.args import command_parser, parse
 from .common.errors import PlanError, UsageError
@@ -24,10 +25,12 @@ from .runs.workers import default_workers
 from .judges import RefusalJudge
 from .judges.rejudge import rejudge, swap_judged
 from .findings import coherence_answer, coherent_summary, study_findings, write_study_report
+from .common.paths import project_data_dir
 
 # %% auto #0
-__all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'study_models', 'parse_study', 'read_study', 'export_study', 'load_study',
-           'study_predictors', 'second_judge', 'run_study', 'cli_study']
+__all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models', 'parse_study', 'read_study',
+           'export_study', 'load_study', 'study_predictors', 'second_judge', 'run_study', 'cli_study',
+           'study_plan_path', 'slice_plan', 'compare_slice']
 
 # %% ../nbs/96_study.ipynb #a6ddc3d3
 STUDY_KEYS = {'plans': (list,), 'exclude': (list,), 'items': (str,), 'cube': (str,), 'report': (str,)}
@@ -232,3 +235,70 @@ def cli_study(argv:list[str]) -> int:
     print(f"study: {c.sizes['model']} models x {c.sizes['benchmark']} benchmarks; evaluation {res['seconds']['evaluate']:.0f} s")
     print('\n'.join(f"wrote {v}" for v in res['paths'].values()))
     return 0
+
+# %% ../nbs/96_study.ipynb #775449a1
+SLICE_MODELS = ('smollm2-135m-instruct', 'smollm2-135m-aligned', 'cautious', 'gemma-it',   # the four bases ...
+                'root-med', 'med-lora-b', 'cautious-med', 'gemma-med')                      # ... and a medical derivative of each
+SLICE_LIMIT = 24   # items per benchmark
+
+def study_plan_path() -> Path:
+    "The study plan shipped with the project (`data/plans/study.toml`)."
+    return project_data_dir()/'plans'/'study.toml'
+
+def _needs_data(spec) -> bool:
+    return isinstance(spec, dict) and bool(re.search(r'\$\{?SAFEDRIFT_DATA\b', str(spec.get('path', ''))))
+
+def slice_plan(path=None, # a study plan (default: the project's, `study_plan_path`)
+               *, data=None, # folder of public benchmark files; None leaves out the benchmarks that need it
+               models=SLICE_MODELS, # the slice's models (ids of the study)
+               limit:int|None=SLICE_LIMIT, # items per benchmark (None: all)
+              ) -> tuple:
+    "(Plan, [study] table, benchmarks left out for want of a data folder) of a slice of a study."
+    path = Path(path) if path else study_plan_path()
+    raw = read_plan_toml(path)
+    left_out = []
+    if data is None and 'SAFEDRIFT_DATA' not in os.environ:
+        b = dict(raw.get('benchmarks') or {})
+        loads = b.get('load') or []
+        left_out = [str(s.get('loader')) for s in loads if _needs_data(s)]
+        b['load'] = [s for s in loads if not _needs_data(s)]
+        raw = {**raw, 'benchmarks': b}
+    plan, study = parse_study(raw, path, data=data)
+    have = [m.id for m in plan.models]
+    missing = [m for m in models if m not in have]
+    if missing: raise PlanError(f"slice of {path.name}: no model called {', '.join(map(repr, missing))} (trained so far: {', '.join(have)})")
+    plan.models = [m for m in plan.models if m.id in set(models)]
+    if limit is not None:
+        if limit < 1: raise UsageError('the slice needs at least one item per benchmark')
+        plan.limit = int(limit)
+    return plan, study, left_out
+
+def compare_slice(run_dir, # the slice's run directory
+                  export_dir, # the study's committed results (`export_study`)
+                  *, atol:float=1e-6) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per model x benchmark: items, item values equal to the study's, responses, identical responses, items the study
+    lacks; the differing items)."""
+    items, _, _ = load_run(run_dir)
+    ref_items, _ = load_study(export_dir)
+    key = ['model', 'benchmark', 'item', 'metric']
+    m = items[key + ['value']].merge(ref_items[key + ['value']], on=key, how='left', suffixes=('', '_study'))
+    m['in_study'] = m['value_study'].notna() | m.set_index(key).index.isin(ref_items.set_index(key).index)
+    m['same'] = m['in_study'] & np.isclose(m['value'].astype(float), m['value_study'].astype(float), atol=atol, equal_nan=True)
+    tr = load_transcripts(run_dir)
+    ref_resp = pd.read_parquet(Path(export_dir)/'responses.parquet')
+    rk = ['model', 'benchmark', 'item']
+    r = (tr[rk + ['response']][tr['response'].notna()] if 'response' in tr.columns else pd.DataFrame(columns=rk + ['response']))
+    r = r.merge(ref_resp[rk + ['response']], on=rk, how='left', suffixes=('', '_study'))
+    r['same_response'] = r['response'] == r['response_study']
+    g = m.groupby(['model', 'benchmark'], sort=False)
+    summary = pd.DataFrame({'items': g['item'].nunique(), 'values': g.size(), 'same_values': g['same'].sum(),
+                            'not_in_study': g['in_study'].apply(lambda s: int((~s).sum()))})
+    if len(r):
+        gr = r.groupby(['model', 'benchmark'], sort=False)
+        summary = summary.join(pd.DataFrame({'responses': gr.size(), 'same_responses': gr['same_response'].sum()}), how='left')
+    for c in ('responses', 'same_responses'):
+        if c not in summary: summary[c] = 0
+    summary = summary.fillna({'responses': 0, 'same_responses': 0}).astype(int).reset_index()
+    diff = m[~m['same']].merge(r[rk + ['response', 'response_study']] if len(r) else pd.DataFrame(columns=rk), on=rk, how='left')
+    return summary, diff.reset_index(drop=True)
+
