@@ -1,4 +1,4 @@
-"""GPU throughput check of safedrift_wb's evaluation core (log-likelihood scoring), with MFU.
+"""GPU throughput check of safedrift_wb's evaluation core (log-likelihood scoring with MFU; generation against transformers).
 
 On a CUDA machine, in under five minutes and without downloading anything:
 
@@ -6,7 +6,10 @@ On a CUDA machine, in under five minutes and without downloading anything:
 2. builds a randomly initialised ~1.1B-parameter Llama (hidden 2048, 16 layers, GQA 32/8 heads, MLP 8192,
    vocabulary 32768) in bf16 directly on the GPU, with a small locally trained tokenizer padded to its vocabulary;
 3. scores many 4-choice requests of realistic lengths (contexts 64-1024 tokens, choices 1-32 tokens) with
-   `LM.loglikelihood` (batch size "auto") and reports requests/s, tokens/s, achieved TFLOP/s and MFU.
+   `LM.loglikelihood` (batch size "auto") and reports requests/s, tokens/s, achieved TFLOP/s and MFU;
+4. generates from 512 prompts (64 new tokens, greedy) with `LM.generate` and with transformers' `generate` on the
+   same length-sorted batches of the same size, and prints both rates, their ratio and how many texts are identical
+   (with --vllm, also the vLLM backend's).
 
 FLOPs counted are those of the work the engine actually executes, excluding padding: 2 x (decoder parameters)
 per processed token (each distinct context once, plus each choice's tokens but its last), causal attention
@@ -130,7 +133,8 @@ def main(argv=None):
     ap.add_argument("--ctx", type=int, nargs=2, default=None, help="context length range in tokens")
     ap.add_argument("--choice", type=int, nargs=2, default=(1, 32), help="choice length range in tokens")
     ap.add_argument("--batch-size", default="auto")
-    ap.add_argument("--no-generate", action="store_true", help="skip the short generation measurement")
+    ap.add_argument("--no-generate", action="store_true", help="skip the generation measurement")
+    ap.add_argument("--vllm", action="store_true", help="also generate with the vLLM backend (needs vllm installed)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     import torch
@@ -202,8 +206,36 @@ def main(argv=None):
         sync(device)
         dt = time.perf_counter() - t0
         assert len(out) == len(prompts)
+        rows = lm.batch_rows("generate")
         print(f"generate: {len(prompts)} prompts x {n_new} tokens in {dt:.2f} s, {len(prompts)*n_new/dt:.0f} new tokens/s "
               f"(batch limits {lm._limits.get('generate')})")
+        # transformers' generate on the same prompts, in the engine's length-sorted batches of the same size
+        order = sorted(range(len(prompts)), key=lambda i: (-len(tok(prompts[i])["input_ids"]), i))
+        tok.padding_side = "left"
+        ref = [None] * len(prompts)
+        sync(device)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for k in range(0, len(order), rows):
+                idx = order[k:k + rows]
+                x = tok([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+                y = model.generate(**x, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False, pad_token_id=tok.pad_token_id)
+                for i, row in zip(idx, y[:, x["input_ids"].shape[1]:]): ref[i] = tok.decode(row, skip_special_tokens=True)
+        sync(device)
+        dt_hf = time.perf_counter() - t0
+        same = sum(a == b for a, b in zip(out, ref))
+        print(f"transformers generate, same batches ({rows} rows): {dt_hf:.2f} s, {len(prompts)*n_new/dt_hf:.0f} new tokens/s; "
+              f"engine / generate speed ratio {dt_hf/dt:.2f}x; identical texts {same}/{len(prompts)}")
+        if args.vllm:
+            import tempfile
+            from safedrift_wb.engine.vllm_backend import VLLMModel
+            with tempfile.TemporaryDirectory() as d:
+                model.save_pretrained(d); tok.save_pretrained(d)
+                vm = VLLMModel(d, dtype=str(dtype).removeprefix("torch."), gpu_memory_utilization=0.5)
+                vm.generate(prompts[:4], max_new_tokens=4)
+                t0 = time.perf_counter(); vout = vm.generate(prompts, max_new_tokens=n_new); dt_v = time.perf_counter() - t0
+            print(f"vLLM {vm.info['vllm_version']}: {dt_v:.2f} s, {len(prompts)*n_new/dt_v:.0f} new tokens/s; "
+                  f"engine / vLLM time ratio {dt/dt_v:.2f}; identical texts {sum(a == b for a, b in zip(out, vout))}/{len(prompts)}")
     print(f"total time {time.perf_counter()-t_start:.0f} s")
     return 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..common.args import command_parser, parse
 from ..common.errors import UsageError
 from .evaluation import evaluate
-from .plan import read_plan_limited, run_output
+from .plan import BACKENDS, read_plan_limited, run_output
 from .shard import parse_shard
 from .store import format_status
 from .unit import explain_unit
@@ -42,11 +42,14 @@ def cli_eval(argv:list[str]) -> int:
     p.add_argument('--limit', type=int, help='at most this many items per benchmark (overrides the plan)')
     p.add_argument('--force', action='store_true', help='recompute finished units')
     p.add_argument('--wait', action='store_true', help='when another evaluation is writing into the run directory, wait for it instead of exiting')
+    p.add_argument('--backend', choices=BACKENDS, help="every model's backend, overriding the plan: 'hf' (transformers, any device) or 'vllm' (a GPU with vLLM)")
     p.add_argument('--no-progress', action='store_true')
     p.add_argument('--explain', metavar='MODEL/BENCHMARK', help='say why this unit would be reused or recomputed (its key components, and which changed), then exit without evaluating')
     a = parse(p, argv)
     if a is None: return 0
     plan = read_plan_limited(a.plan, a.limit)
+    if a.backend:
+        for m in plan.models: m.backend = a.backend
     out = run_output(a.out, plan)
     if a.workers is not None and a.workers < 1: raise UsageError('--workers must be at least 1')
     shard = parse_shard(a.shard) if a.shard is not None else None

@@ -16,17 +16,18 @@ from ..common.validate import check_model_id, check_number, read_plan_toml
 from ..schema import validate_models
 
 # %% auto #0
-__all__ = ['MODEL_KEYS', 'GEN_KEYS', 'BENCH_KEYS', 'LOAD_KEYS', 'TOP_KEYS', 'RUN_KEYS', 'DEFAULT_GENERATION', 'ModelSpec', 'Plan',
-           'parse_plan', 'read_plan', 'read_plan_limited', 'run_output']
+__all__ = ['MODEL_KEYS', 'GEN_KEYS', 'BENCH_KEYS', 'LOAD_KEYS', 'BACKENDS', 'TOP_KEYS', 'RUN_KEYS', 'DEFAULT_GENERATION',
+           'ModelSpec', 'Plan', 'parse_plan', 'read_plan', 'read_plan_limited', 'run_output']
 
 # %% ../../nbs/51_run_plan.ipynb #dcce1613
 MODEL_KEYS = {'id': str, 'path': str, 'revision': str, 'dtype': str, 'device': str, 'adapter': str, 'gguf_file': str,
               'chat_template': bool, 'trust_remote_code': bool, 'allow_pickle': bool, 'max_length': int, 'batch_size': (int, str),
-              'base': str, 'family': str, 'domain': str, 'method': str, 'meta': dict}
+              'base': str, 'family': str, 'domain': str, 'method': str, 'meta': dict, 'backend': str}
 GEN_KEYS = {'max_new_tokens': int, 'temperature': (int, float), 'seed': int, 'stop': list, 'batch_size': (int, str),
             'system': str, 'chat_mc': bool}
 BENCH_KEYS = {'suite': str, 'ids': list, 'limit': int, 'load': list}
 LOAD_KEYS = {'loader': str, 'path': str, 'limit': int, 'n': int, 'by': str, 'seed': int}
+BACKENDS = ('hf', 'vllm')   # model backends: the engine's LM on transformers, or vLLM on a GPU
 TOP_KEYS = {'run', 'generation', 'judges', 'benchmarks', 'models', 'finetune', 'sweep', 'study'}
 RUN_KEYS = {'output': str, 'name': str, 'device': str}
 
@@ -50,6 +51,7 @@ class ModelSpec:
     domain: str = 'general'
     method: str = 'base'
     meta: dict = field(default_factory=dict)
+    backend: str = 'hf'   # 'hf': the engine's LM (transformers); 'vllm': engine.vllm_backend on a GPU
 
 @dataclass
 class Plan:
@@ -100,6 +102,7 @@ def _check_model(w, m, run_device):
     if dev is not None and not _DEVICE.fullmatch(dev): raise PlanError(f"{w}.device: unknown device {dev!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     if 'max_length' in m: check_number(m['max_length'], f"{w}.max_length", lo=1, integer=True, error=PlanError)
     if 'batch_size' in m: _check_batch(f"{w}.batch_size", m['batch_size'])
+    if m.get('backend', 'hf') not in BACKENDS: raise PlanError(f"{w}.backend: unknown backend {m['backend']!r}; use one of {', '.join(BACKENDS)}")
 
 def _check_batch(w, v):
     if isinstance(v, str):

@@ -13,6 +13,7 @@ from ..common.errors import UsageError
 from ..common.io import atomic_parquet, atomic_write, file_sha256, files_sha256
 from ..common.versions import package_version
 from ..engine import load_model, pick_device, pick_dtype, resolve_source
+from ..engine.vllm_backend import VLLMModel
 from ..engine.load import adapter_files_sha256, folder_digests, hub_commit
 from ..judges import get_judge
 from .plan import DEFAULT_GENERATION, ModelSpec, Plan
@@ -51,6 +52,7 @@ def model_identity(spec:ModelSpec) -> dict:
                                     "(offline, not in the hub cache); give a full commit hash as revision, or a local folder")
         ident.update(repo=str(src), revision=commit)
     ident.update(_adapter_identity(adapter) if adapter else dict(adapter_sha256=None))
+    if getattr(spec, 'backend', 'hf') != 'hf': ident['backend'] = spec.backend   # another backend may answer otherwise (keys of 'hf' units unchanged)
     return ident
 
 # %% ../../nbs/53_unit.ipynb #k15code01
@@ -260,10 +262,14 @@ def _eval_model(records, spec:ModelSpec, benches:list, out, *, limit, generation
     records.extend(done)
     if not plan: return
     try:
-        lm = load_model(spec.path, dtype=spec.dtype, device=spec.device, batch_size=spec.batch_size if spec.batch_size != 'auto' else gen['batch_size'],
-                        adapter=spec.adapter, gguf_file=spec.gguf_file, revision=ident.get('revision') if ident['source'] == 'hub' else spec.revision,
-                        chat_template=None if spec.chat_template in (None, True) else False,
-                        trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle, max_length=spec.max_length)
+        if spec.backend == 'vllm':
+            lm = VLLMModel(spec.path, dtype=spec.dtype, adapter=spec.adapter, max_length=spec.max_length,
+                           chat_template=None if spec.chat_template in (None, True) else False)
+        else:
+            lm = load_model(spec.path, dtype=spec.dtype, device=spec.device, batch_size=spec.batch_size if spec.batch_size != 'auto' else gen['batch_size'],
+                            adapter=spec.adapter, gguf_file=spec.gguf_file, revision=ident.get('revision') if ident['source'] == 'hub' else spec.revision,
+                            chat_template=None if spec.chat_template in (None, True) else False,
+                            trust_remote_code=spec.trust_remote_code, allow_pickle=spec.allow_pickle, max_length=spec.max_length)
         lm.info['run_id'] = spec.id
         lm.ll_cache = {}  # requests shared by benchmarks (TruthfulQA MC1 within MC2) are scored once per model
     except Exception as e:
