@@ -4,6 +4,7 @@
 
 # %% ../nbs/96_study.ipynb #c548fcf6
 from __future__ import annotations
+import json
 import os
 import re
 import time
@@ -126,6 +127,10 @@ def export_study(run_dir, # the study's run directory
     keep = [c for c in ('model', 'benchmark', 'item', 'response') if c in tr.columns]
     tr = tr[keep][tr['response'].notna()] if 'response' in tr.columns else tr[keep].iloc[:0]
     atomic_parquet(tr.reset_index(drop=True), paths['responses'])
+    paths['units'] = dest/'units.csv'   # how long each unit took: the study's evaluation time, model by model
+    units = [json.loads(f.read_text()) for f in sorted(Path(run_dir).glob('units/*/*/unit.json'))]
+    pd.DataFrame([{k: u.get(k) for k in ('model', 'benchmark', 'n_items', 'seconds')} for u in units],
+                 columns=['model', 'benchmark', 'n_items', 'seconds']).to_csv(paths['units'], index=False)
     return paths
 
 def load_study(dir, # folder written by `export_study`
