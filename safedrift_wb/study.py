@@ -27,11 +27,12 @@ from .judges import RefusalJudge
 from .judges.rejudge import rejudge, swap_judged
 from .findings import coherence_answer, coherent_summary, study_findings, write_study_report
 from .common.paths import project_data_dir
+from .engine import load_model
 
 # %% auto #0
 __all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models', 'parse_study',
-           'read_study', 'export_study', 'load_study', 'study_predictors', 'second_judge', 'run_study', 'cli_study',
-           'study_plan_path', 'slice_plan', 'compare_slice']
+           'read_study', 'export_study', 'load_study', 'study_predictors', 'study_base_perplexity', 'second_judge',
+           'run_study', 'cli_study', 'study_plan_path', 'slice_plan', 'compare_slice']
 
 # %% ../nbs/96_study.ipynb #a6ddc3d3
 STUDY_KEYS = {'plans': (list,), 'exclude': (list,), 'items': (str,), 'cube': (str,), 'report': (str,)}
@@ -177,6 +178,40 @@ def study_predictors(plan, # the study's `Plan` (`read_study`)
     return num[keep]
 
 
+# %% ../nbs/96_study.ipynb #ea67159a
+def study_base_perplexity(plan, # the study's `Plan`
+                          study:dict, # its [study] table
+                          base_dir, # folder of the study plan
+                          *, max_examples:int=96, # replies scored per (base, data) pair, drawn with a fixed seed
+                          progress:bool=False) -> pd.Series:
+    "Per derivative trained by the study's plans (`base_ppl`): its base's per-token perplexity on its training replies."
+    specs = {m.id: m for m in plan.models}
+    runs = {}
+    for fp in study.get('plans', []):
+        fp = Path(fp) if Path(fp).is_absolute() else (Path(base_dir)/fp).resolve()
+        ft = read_finetune(fp)
+        runs.update({r.name: (ft, r) for r in ft.runs})
+    groups = {}
+    for m in plan.models:
+        if m.base in specs and m.id in runs:
+            ft, r = runs[m.id]
+            groups.setdefault((m.base, tuple(r.corpus), float(r.safety_share), r.safety_corpus, int(r.seed), str(ft.corpora)), []).append(m.id)
+    out = {}
+    for base in tqdm(sorted({k[0] for k in groups}), desc='base perplexity', unit='base', disable=not progress):
+        b = specs[base]
+        lm = load_model(b.path, adapter=b.adapter, dtype='float32', device=b.device, chat_template=None if b.chat_template in (None, True) else False)
+        for key, ders in groups.items():
+            if key[0] != base: continue
+            ft, r = runs[ders[0]]
+            rows = finetune_pkg.mix_data([x for c in r.corpus for x in finetune_pkg.read_corpus(c, ft.corpora)],
+                                         finetune_pkg.read_corpus(r.safety_corpus, ft.corpora) if r.safety_share > 0 else [], r.safety_share, seed=r.seed)
+            if len(rows) > max_examples: rows = [rows[k] for k in sorted(np.random.default_rng(0).permutation(len(rows))[:max_examples])]
+            ppl = finetune_pkg.base_perplexity(lm, [(lm.format_chat(x['prompt']), x['response']) for x in rows])
+            out.update(dict.fromkeys(ders, float(ppl)))
+        del lm
+    return pd.Series(out, name='base_ppl', dtype=float).rename_axis('model')
+
+
 # %% ../nbs/96_study.ipynb #5a97d554
 def second_judge(plan, export_dir, data, *, n_boot:int=2000, progress:bool=False) -> dict:
     "Judge the exported responses again with the refusal classifier fitted on XSTest's human labels in `data`: its item results and cube."
@@ -198,8 +233,8 @@ def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study
     status = evaluate(plan, out, workers=None if workers in (None, 1) else workers, progress=progress)
     t_eval = time.time() - t0
     rel = lambda p: Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
-    paths = export_study(out, rel(study.get('items', Path(out)/'export')), predictors=study_predictors(plan, progress=progress),
-                         benchmarks=plan.benchmarks)
+    pred = study_predictors(plan, progress=progress).join(study_base_perplexity(plan, study, base_dir, progress=progress), how='outer')
+    paths = export_study(out, rel(study.get('items', Path(out)/'export')), predictors=pred, benchmarks=plan.benchmarks)
     items, models = load_study(paths['items'].parent)
     cube = build_cube(items, models, n_boot=n_boot)
     paths['cube'] = rel(study.get('cube', Path(out)/'study_cube.nc'))
