@@ -31,8 +31,9 @@ from .engine import load_model
 
 # %% auto #0
 __all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models', 'parse_study',
-           'read_study', 'export_study', 'load_study', 'study_predictors', 'study_base_perplexity', 'second_judge',
-           'run_study', 'cli_study', 'study_plan_path', 'slice_plan', 'compare_slice']
+           'read_study', 'export_study', 'load_study', 'study_predictors', 'study_base_perplexity',
+           'model_architecture', 'study_architectures', 'second_judge', 'run_study', 'cli_study', 'study_plan_path',
+           'slice_plan', 'compare_slice']
 
 # %% ../nbs/96_study.ipynb #a6ddc3d3
 STUDY_KEYS = {'plans': (list,), 'exclude': (list,), 'items': (str,), 'cube': (str,), 'report': (str,)}
@@ -212,6 +213,18 @@ def study_base_perplexity(plan, # the study's `Plan`
     return pd.Series(out, name='base_ppl', dtype=float).rename_axis('model')
 
 
+# %% ../nbs/96_study.ipynb #28a2659a
+def model_architecture(spec) -> str:
+    "The architecture of a plan's model: `model_type` of its checkpoint's config.json ('_text' dropped), '' when unknown."
+    try: cfg = json.loads((Path(spec.path)/'config.json').read_text())
+    except (OSError, ValueError, TypeError): return ''
+    return str(cfg.get('model_type', '')).removesuffix('_text')
+
+def study_architectures(plan) -> pd.Series:
+    "`architecture` of every model of a plan, indexed by model."
+    return pd.Series({m.id: model_architecture(m) for m in plan.models}, name='architecture', dtype=object).rename_axis('model')
+
+
 # %% ../nbs/96_study.ipynb #5a97d554
 def second_judge(plan, export_dir, data, *, n_boot:int=2000, progress:bool=False) -> dict:
     "Judge the exported responses again with the refusal classifier fitted on XSTest's human labels in `data`: its item results and cube."
@@ -233,7 +246,8 @@ def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study
     status = evaluate(plan, out, workers=None if workers in (None, 1) else workers, progress=progress)
     t_eval = time.time() - t0
     rel = lambda p: Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
-    pred = study_predictors(plan, progress=progress).join(study_base_perplexity(plan, study, base_dir, progress=progress), how='outer')
+    pred = pd.concat([study_predictors(plan, progress=progress), study_base_perplexity(plan, study, base_dir, progress=progress),
+                      study_architectures(plan)], axis=1)
     paths = export_study(out, rel(study.get('items', Path(out)/'export')), predictors=pred, benchmarks=plan.benchmarks)
     items, models = load_study(paths['items'].parent)
     cube = build_cube(items, models, n_boot=n_boot)
