@@ -89,7 +89,9 @@ def assert_same_results(run:Path, ref:Path):
         cols = list(tb.columns)
         if 'loglikelihoods' in tb:
             lls = [np.concatenate([json.loads(v) for v in t.loglikelihoods]) for t in (ta, tb)]
-            np.testing.assert_allclose(lls[0], lls[1], atol=1e-5, rtol=0)
+            # float32 logits: a sum of a few hundred token log-probabilities (here down to -480) may move by a few
+            # units in the 7th digit when a resumed run batches the requests differently
+            np.testing.assert_allclose(lls[0], lls[1], atol=1e-5, rtol=1e-7)
             cols.remove('loglikelihoods')
         pd.testing.assert_frame_equal(ta[cols], tb[cols], check_exact=False, atol=1e-5, rtol=0)
         assert json.loads((run/u/'unit.json').read_text())['n_items'] == json.loads((ref/u/'unit.json').read_text())['n_items']
