@@ -19,8 +19,8 @@ from .finetune import eval_models
 from .runs import default_workers, evaluate, format_status, load_run, load_transcripts, parse_plan
 from .views.cards import write_drift_cards
 from .views.report import write_report
-from .findings import coherence_answer, coherent_summary, findings_markdown, study_findings, write_study_report
-from .study import SLICE_LIMIT, SLICE_MODELS, compare_slice, load_study, slice_plan
+from .findings import findings_markdown
+from .study import SLICE_LIMIT, SLICE_MODELS, compare_slice, judge2_cube_path, report_study, slice_plan
 
 # %% auto #0
 __all__ = ['DEMO_GENERATION', 'DEMO_SUBSET', 'demo_plan', 'write_outputs', 'family_available', 'run_demo', 'run_example_demo',
@@ -202,17 +202,12 @@ def run_study_demo(out, # output folder
     cube_path = rel(study['cube']) if study.get('cube') else None
     whole = cube_path is not None and cube_path.exists()
     cube = load_cube(cube_path) if whole else slice_cube
-    j2 = cube_path.with_name(f"{cube_path.stem}_xstest-lr.nc") if whole else None
-    f = study_findings(cube, judge_cube=load_cube(j2) if j2 is not None and j2.exists() else None,
-                       judge_names=('string-rule judge', 'XSTest-trained classifier'), alpha=alpha, n_boot=n_boot)
-    share = coherent = None
-    if whole and (export/'responses.parquet').exists():
-        it, md = load_study(export)
-        share, coh = coherence_answer(it, md, pd.read_parquet(export/'responses.parquet'), n_boot=min(n_boot, 500))
-        coherent = coherent_summary(cube, coh, alpha=alpha)
+    j2 = judge2_cube_path(cube_path) if whole else None
     extra = [('slice', 'The live slice', slice_html(summary, diff, left_out, t_eval))]
-    paths['report'] = write_study_report(cube, out/'report.html', f, coherence=share, coherent=coherent, alpha=alpha, extra=extra,
-                                         title='Safety drift study' + ('' if whole else ' (the live slice only)'))
+    paths['report'], f = report_study(cube, export if whole else out/'run', out/'report.html',
+                                      judge_cube=load_cube(j2) if j2 is not None and j2.exists() else None, extra=extra, alpha=alpha,
+                                      n_boot=n_boot, coherence_boot=min(n_boot, 500),
+                                      title='Safety drift study' + ('' if whole else ' (the live slice only)'))
     if summary is not None: summary.to_csv(out/'slice_check.csv', index=False); paths['slice_check'] = out/'slice_check.csv'
     res = dict(paths=paths, status=status, cube=cube, slice_cube=slice_cube, check=summary, diff=diff, left_out=left_out,
                seconds=dict(evaluate=round(t_eval, 1), total=round(time.time() - t0, 1)))

@@ -229,7 +229,7 @@ def intervention_answer(cube:xr.Dataset, # the benign cube
             r = smallest_intervention(sw, d, alpha=alpha)
             rows.append(dict(base=r.base, worst=d, model=r.model or '', intervention=f'sweep: {r.kind or "none found"}',
                              level=r.alpha if r.kind == 'interpolate' else r.safety_mix, n_below=np.nan, mean_safety_drift=np.nan,
-                             restores=bool(r.found) if hasattr(r, 'found') else bool(r[0]), utility_drift=np.nan, utility_cost=np.nan,
+                             restores=bool(r.found), utility_drift=np.nan, utility_cost=np.nan,
                              sentence=r.sentence))
     return pd.DataFrame(rows)
 

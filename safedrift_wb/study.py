@@ -26,14 +26,15 @@ from .runs.workers import default_workers
 from .judges import RefusalJudge
 from .judges.rejudge import rejudge, swap_judged
 from .findings import coherence_answer, coherent_summary, study_findings, write_study_report
+from .judges.learned import LearnedRefusalBackend
 from .common.paths import project_data_dir
 from .engine import load_model
 
 # %% auto #0
-__all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models', 'parse_study',
-           'read_study', 'export_study', 'load_study', 'study_predictors', 'study_base_perplexity',
-           'model_architecture', 'study_architectures', 'second_judge', 'run_study', 'cli_study', 'study_plan_path',
-           'slice_plan', 'compare_slice']
+__all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'JUDGE_NAMES', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models',
+           'parse_study', 'read_study', 'export_study', 'load_study', 'study_predictors', 'study_base_perplexity',
+           'model_architecture', 'study_architectures', 'second_judge', 'judge2_cube_path', 'report_study', 'run_study',
+           'cli_study', 'study_plan_path', 'slice_plan', 'compare_slice']
 
 # %% ../nbs/96_study.ipynb #a6ddc3d3
 STUDY_KEYS = {'plans': (list,), 'exclude': (list,), 'items': (str,), 'cube': (str,), 'report': (str,)}
@@ -236,6 +237,30 @@ def second_judge(plan, export_dir, data, *, n_boot:int=2000, progress:bool=False
     atomic_parquet(again.reindex(columns=ITEM_COLUMNS).fillna({'cluster': '', 'judge': ''}), path)
     return dict(judge=judge, items=path, cube=build_cube(swap_judged(items, again), models, n_boot=n_boot))
 
+JUDGE_NAMES = ('string-rule judge', 'XSTest-trained classifier')   # the study's first and second refusal judges
+
+def judge2_cube_path(cube_path) -> Path:
+    "Where the second judge's cube sits beside the study's cube."
+    cube_path = Path(cube_path)
+    return cube_path.with_name(f"{cube_path.stem}_{LearnedRefusalBackend.name}.nc")
+
+def report_study(cube, # the study's cube
+                 export_dir, # its exported results (`export_study`): the responses give the coherence sections
+                 path, # HTML file to write
+                 *, judge_cube=None, # the second judge's cube, for the judge-sensitivity answer
+                 extra:list|None=None, title:str='Safety drift study', alpha:float=0.05, n_boot:int=2000,
+                 coherence_boot:int|None=None, # resamples of the coherent-answers cube (default n_boot)
+                ) -> tuple:
+    "Write the study's report (findings, coherence, `extra` sections, the drift report); returns (path, findings)."
+    f = study_findings(cube, judge_cube=judge_cube, judge_names=JUDGE_NAMES, alpha=alpha, n_boot=n_boot)
+    share = coherent = None
+    resp = Path(export_dir)/'responses.parquet'
+    if resp.exists():
+        items, models = load_study(export_dir)
+        share, coh = coherence_answer(items, models, pd.read_parquet(resp), n_boot=coherence_boot or n_boot)
+        coherent = coherent_summary(cube, coh, alpha=alpha)
+    return write_study_report(cube, path, f, coherence=share, coherent=coherent, alpha=alpha, extra=extra, title=title), f
+
 def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study`, and the run directory
               *, base_dir:Path, # folder of the study plan ([study] paths are relative to it)
               data=None, # folder of public benchmark files: with XSTest's labelled completions, a second judge runs too
@@ -253,16 +278,13 @@ def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study
     cube = build_cube(items, models, n_boot=n_boot)
     paths['cube'] = rel(study.get('cube', Path(out)/'study_cube.nc'))
     save_cube(cube, paths['cube'])
+    judge_cube = None
     if data is not None and (Path(data)/'xstest'/'model_completions').is_dir():
         j2 = second_judge(plan, paths['items'].parent, data, n_boot=n_boot, progress=progress)
-        paths['judge2_items'] = j2['items']
-        paths['judge2_cube'] = paths['cube'].with_name(f"{paths['cube'].stem}_{j2['judge'].backend.name}.nc")
-        save_cube(j2['cube'], paths['judge2_cube'])
-    f = study_findings(cube, judge_cube=j2['cube'] if data is not None and 'judge2_cube' in paths else None,
-                       judge_names=('string-rule judge', 'XSTest-trained classifier'), n_boot=n_boot)
-    share, coherent = coherence_answer(items, models, pd.read_parquet(paths['responses']), n_boot=n_boot)
-    paths['report'] = write_study_report(cube, rel(study.get('report', Path(out)/'study_report.html')), f, coherence=share,
-                                         coherent=coherent_summary(cube, coherent))
+        paths['judge2_items'], paths['judge2_cube'], judge_cube = j2['items'], judge2_cube_path(paths['cube']), j2['cube']
+        save_cube(judge_cube, paths['judge2_cube'])
+    paths['report'], _ = report_study(cube, paths['items'].parent, rel(study.get('report', Path(out)/'study_report.html')),
+                                      judge_cube=judge_cube, n_boot=n_boot)
     return dict(paths=paths, status=status, cube=cube, seconds=dict(evaluate=round(t_eval, 1), total=round(time.time() - t0, 1)))
 
 def cli_study(argv:list[str]) -> int:
@@ -342,7 +364,7 @@ def compare_slice(run_dir, # the slice's run directory
     ref_items, _ = load_study(export_dir)
     key = ['model', 'benchmark', 'item', 'metric']
     m = items[key + ['value']].merge(ref_items[key + ['value']], on=key, how='left', suffixes=('', '_study'))
-    m['in_study'] = m['value_study'].notna() | m.set_index(key).index.isin(ref_items.set_index(key).index)
+    m['in_study'] = m.set_index(key).index.isin(ref_items.set_index(key).index)
     m['same'] = m['in_study'] & np.isclose(m['value'].astype(float), m['value_study'].astype(float), atol=atol, equal_nan=True)
     tr = load_transcripts(run_dir)
     ref_resp = pd.read_parquet(Path(export_dir)/'responses.parquet')
