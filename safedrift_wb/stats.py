@@ -15,7 +15,7 @@ _all_ = ['binary_diff_sd', 'discordant_probs', 'min_detectable_effect', 'plan_sa
 __all__ = ['TEST_NAME', 'PAIRED_BINARY_NAME', 'SIGN_FLIP_NAME', 'wilson_interval', 't_interval', 'z_value', 'newcombe_interval',
            'bootstrap_weights', 'percentile_interval', 'bootstrap_mean_ci', 'bootstrap_ci', 'sign_flip_pvalue',
            'paired_binary_test', 'sign_flip_test', 'bh_qvalues', 'spearman_matrix', 'spearman_rows', 'fisher_interval',
-           'rank_flips', 'dersimonian_laird', 'cohen_kappa', 'binary_diff_sd', 'discordant_probs',
+           'rank_flips', 'mv_random_effects', 'dersimonian_laird', 'cohen_kappa', 'binary_diff_sd', 'discordant_probs',
            'min_detectable_effect', 'plan_sample_size', 'sibling_cov']
 
 # %% ../nbs/02_stats.ipynb #7a39c0e4
@@ -353,6 +353,61 @@ def rank_flips(base_score:np.ndarray, # (..., pairs) the bases' scores
     with np.errstate(invalid='ignore', divide='ignore'):
         return np.where(n > 0, flips/np.maximum(n, 1), np.nan), n
 
+# %% ../nbs/02_stats.ipynb #d334cb79
+def _inv(A):
+    "Batched inverse of symmetric matrices; the pseudo-inverse when one is singular."
+    try: return np.linalg.inv(A)
+    except np.linalg.LinAlgError: return np.linalg.pinv(A, hermitian=True)
+
+def _block_stats(V, ok, yy, blocks, add=0.0):
+    "Per block of (V + add I): W 1, trace W, and a function r -> r' W r (missing rows dropped)."
+    if V.ndim == yy.ndim:                                                    # independent: V holds variances
+        w = np.where(ok, 1/np.where(ok, V + add, 1.0), 0.0)
+        return w, w.sum(-1), lambda r: (w*r*r).sum(-1)
+    W1 = np.zeros(yy.shape); tr = np.zeros(yy.shape[:-1]); Ws = []
+    for g in np.unique(blocks):
+        I = np.flatnonzero(blocks == g)
+        o = ok[..., I]; o2 = o[..., :, None] & o[..., None, :]
+        A = np.where(o2, np.nan_to_num(V[..., I[:, None], I[None, :]]), 0.0)   # missing rows decoupled ...
+        A = A + np.eye(len(I))*np.where(o, np.asarray(add)[..., None], 1.0)[..., None, :]   # ... with a unit diagonal
+        Wg = np.where(o2, _inv(A), 0.0)
+        W1[..., I] = (Wg*o[..., None, :]).sum(-1)
+        tr += np.trace(Wg, axis1=-2, axis2=-1); Ws.append((I, Wg))
+    return W1, tr, lambda r: sum(np.einsum('...i,...ij,...j->...', r[..., I], Wg, r[..., I]) for I, Wg in Ws)
+
+def mv_random_effects(y:np.ndarray, # effects, studies on the last axis (..., k); NaN left out
+                      V:np.ndarray, # their covariance (..., k, k), or variances (..., k) when independent
+                      *, blocks:np.ndarray|None=None, # (k,) codes: V is zero between studies of different blocks (faster)
+                      ci_prob:float=0.95, # coverage of the interval of the pooled effect
+                     ) -> dict:
+    "Random effects with correlated sampling errors: GLS mean, multivariate Q, method-of-moments tau2, I2 (keys as `dersimonian_laird`)."
+    y = np.asarray(y, float); V = np.asarray(V, float)
+    d = V if V.ndim == y.ndim else np.diagonal(V, 0, -2, -1)
+    ok = np.isfinite(y) & np.isfinite(d) & (d > 0)
+    blocks = np.zeros(y.shape[-1], int) if blocks is None else np.asarray(blocks)
+    yy = np.where(ok, y, 0.0); k = ok.sum(-1)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        W1, trW, quad = _block_stats(V, ok, yy, blocks)
+        sw = W1.sum(-1)
+        mu_fe = (W1*yy).sum(-1)/sw
+        q = quad(np.where(ok, yy - mu_fe[..., None], 0.0))
+        df = k - 1
+        c = trW - (W1**2).sum(-1)/sw
+        tau2 = np.where(k >= 2, np.maximum(0.0, (q - df)/np.where(c > 0, c, np.nan)), np.nan)
+        tau2 = np.where((k >= 2) & ~(c > 0), 0.0, tau2)
+        t2 = np.nan_to_num(tau2)
+        Wr1, _, _ = _block_stats(V, ok, yy, blocks, add=t2[..., None] if V.ndim == y.ndim else t2)
+        swr = Wr1.sum(-1)
+        mu = (Wr1*yy).sum(-1)/swr
+        se_mu = np.sqrt(1/swr)
+        i2 = np.where(q > 0, np.maximum(0.0, (q - df)/np.where(q > 0, q, 1)), 0.0)
+        p = stats.chi2.sf(q, np.maximum(df, 1))
+    z = z_value(ci_prob)
+    none, few = k == 0, k < 2
+    nan = lambda a, m: np.where(m, np.nan, a)
+    return {'mean': nan(mu, none), 'se': nan(se_mu, none), 'lower': nan(mu - z*se_mu, none), 'upper': nan(mu + z*se_mu, none),
+            'tau2': nan(tau2, few), 'i2': nan(i2, few), 'q': nan(q, few), 'q_p_value': nan(p, few), 'k': k}
+
 # %% ../nbs/02_stats.ipynb #e80c977e
 def dersimonian_laird(y:np.ndarray, # effects (here: safety drifts), studies on the last axis; NaN left out
                       se:np.ndarray, # their standard errors, same shape; NaN or <= 0 left out
@@ -360,29 +415,8 @@ def dersimonian_laird(y:np.ndarray, # effects (here: safety drifts), studies on 
                      ) -> dict:
     "DerSimonian-Laird random-effects meta-analysis over the last axis: mean, se, lower, upper, tau2, i2, q, q_p_value, k."
     y, se = np.broadcast_arrays(np.asarray(y, float), np.asarray(se, float))
-    ok = np.isfinite(y) & np.isfinite(se) & (se > 0)
-    v = np.where(ok, se**2, 1.0); yy = np.where(ok, y, 0.0)
-    w = np.where(ok, 1/v, 0.0)
-    k = ok.sum(-1)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        sw = w.sum(-1)
-        mu_fe = (w*yy).sum(-1)/sw
-        q = (w*(yy - mu_fe[..., None])**2).sum(-1)
-        df = k - 1
-        c = sw - (w**2).sum(-1)/sw
-        tau2 = np.where(k >= 2, np.maximum(0.0, (q - df)/np.where(c > 0, c, np.nan)), np.nan)
-        tau2 = np.where((k >= 2) & ~(c > 0), 0.0, tau2)   # equal weights and no spread: no heterogeneity
-        wr = np.where(ok, 1/(v + np.nan_to_num(tau2)[..., None]), 0.0)
-        swr = wr.sum(-1)
-        mu = (wr*yy).sum(-1)/swr
-        se_mu = np.sqrt(1/swr)
-        i2 = np.where(q > 0, np.maximum(0.0, (q - df)/np.where(q > 0, q, 1)), 0.0)
-        p = stats.chi2.sf(q, np.maximum(df, 1))
-    z = z_value(ci_prob)
-    none, one = k == 0, k < 2
-    nan = lambda a, m: np.where(m, np.nan, a)
-    return {'mean': nan(mu, none), 'se': nan(se_mu, none), 'lower': nan(mu - z*se_mu, none), 'upper': nan(mu + z*se_mu, none),
-            'tau2': nan(tau2, one), 'i2': nan(i2, one), 'q': nan(q, one), 'q_p_value': nan(p, one), 'k': k}
+    return mv_random_effects(y, np.where(se > 0, se**2, np.nan), ci_prob=ci_prob)
+
 
 # %% ../nbs/02_stats.ipynb #ae3ff9f4
 def cohen_kappa(a:np.ndarray, # 0/1 labels of judge a, observations on the last axis; NaN not observed

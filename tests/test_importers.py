@@ -1,5 +1,6 @@
 """Importers of lm-evaluation-harness and Inspect logs, aggregate score tables, and `safedrift import`."""
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -265,48 +266,15 @@ def test_cli_import_help_exits_zero():
 # --- real logs, when an lm_eval executable is at hand ------------------------------------------------------------
 
 LM_EVAL_BIN = os.environ.get('LM_EVAL_BIN', '')
-TASKS = {'tiny_mcq.yaml': """task: tiny_mcq
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: label
-metric_list:
-  - metric: acc
-  - metric: acc_norm
-metadata:
-  version: 1.0
-""", 'tiny_gen.yaml': """task: tiny_gen
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: generate_until
-doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
-doc_to_target: "{{{{choices[label]}}}}"
-generation_kwargs:
-  until: ["\\n"]
-  max_gen_toks: 4
-  do_sample: false
-metric_list:
-  - metric: exact_match
-filter_list:
-  - name: strict
-    filter:
-      - function: regex
-        regex_pattern: "(\\\\w+)"
-      - function: take_first
-  - name: raw
-    filter:
-      - function: take_first
-metadata:
-  version: 1.0
-"""}
+
+def _make_logs():
+    "tests/data/interop/make_logs.py, the script that wrote the committed logs (its task files are the ones used here)."
+    spec = importlib.util.spec_from_file_location('make_logs', Path(__file__).parent/'data'/'interop'/'make_logs.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+_LOGS = _make_logs()
+TASKS = {'tiny_mcq.yaml': _LOGS.TASK_MCQ, 'tiny_gen.yaml': _LOGS.TASK_GEN}
 
 
 @pytest.mark.skipif(not Path(LM_EVAL_BIN).is_file(), reason='set LM_EVAL_BIN to an lm_eval executable to check against logs it writes')

@@ -8,66 +8,11 @@ import numpy as np
 import xarray as xr
 from ..schema import SchemaError
 from scipy import stats
-from ..stats import dersimonian_laird, z_value
+from ..stats import dersimonian_laird, mv_random_effects, z_value
 from .common import check_cube, derivatives, cube_provenance, model_coord_names
 
 # %% auto #0
-__all__ = ['mv_random_effects', 'heterogeneity']
-
-# %% ../../nbs/15_heterogeneity.ipynb #f13b4c19
-def _inv(A):
-    "Batched inverse of symmetric matrices; the pseudo-inverse when one is singular."
-    try: return np.linalg.inv(A)
-    except np.linalg.LinAlgError: return np.linalg.pinv(A, hermitian=True)
-
-def _block_stats(V, ok, yy, blocks, add=0.0):
-    "Per block of (V + add I): W 1, trace W, and a function r -> r' W r (missing rows dropped)."
-    if V.ndim == yy.ndim:                                                    # independent: V holds variances
-        w = np.where(ok, 1/np.where(ok, V + add, 1.0), 0.0)
-        return w, w.sum(-1), lambda r: (w*r*r).sum(-1)
-    W1 = np.zeros(yy.shape); tr = np.zeros(yy.shape[:-1]); Ws = []
-    for g in np.unique(blocks):
-        I = np.flatnonzero(blocks == g)
-        o = ok[..., I]; o2 = o[..., :, None] & o[..., None, :]
-        A = np.where(o2, np.nan_to_num(V[..., I[:, None], I[None, :]]), 0.0)   # missing rows decoupled ...
-        A = A + np.eye(len(I))*np.where(o, np.asarray(add)[..., None], 1.0)[..., None, :]   # ... with a unit diagonal
-        Wg = np.where(o2, _inv(A), 0.0)
-        W1[..., I] = (Wg*o[..., None, :]).sum(-1)
-        tr += np.trace(Wg, axis1=-2, axis2=-1); Ws.append((I, Wg))
-    return W1, tr, lambda r: sum(np.einsum('...i,...ij,...j->...', r[..., I], Wg, r[..., I]) for I, Wg in Ws)
-
-def mv_random_effects(y:np.ndarray, # effects, studies on the last axis (..., k); NaN left out
-                      V:np.ndarray, # their covariance (..., k, k), or variances (..., k) when independent
-                      *, blocks:np.ndarray|None=None, # (k,) codes: V is zero between studies of different blocks (faster)
-                      ci_prob:float=0.95, # coverage of the interval of the pooled effect
-                     ) -> dict:
-    "Random effects with correlated sampling errors: GLS mean, multivariate Q, method-of-moments tau2, I2 (keys as `dersimonian_laird`)."
-    y = np.asarray(y, float); V = np.asarray(V, float)
-    d = V if V.ndim == y.ndim else np.diagonal(V, 0, -2, -1)
-    ok = np.isfinite(y) & np.isfinite(d) & (d > 0)
-    blocks = np.zeros(y.shape[-1], int) if blocks is None else np.asarray(blocks)
-    yy = np.where(ok, y, 0.0); k = ok.sum(-1)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        W1, trW, quad = _block_stats(V, ok, yy, blocks)
-        sw = W1.sum(-1)
-        mu_fe = (W1*yy).sum(-1)/sw
-        q = quad(np.where(ok, yy - mu_fe[..., None], 0.0))
-        df = k - 1
-        c = trW - (W1**2).sum(-1)/sw
-        tau2 = np.where(k >= 2, np.maximum(0.0, (q - df)/np.where(c > 0, c, np.nan)), np.nan)
-        tau2 = np.where((k >= 2) & ~(c > 0), 0.0, tau2)
-        t2 = np.nan_to_num(tau2)
-        Wr1, _, _ = _block_stats(V, ok, yy, blocks, add=t2[..., None] if V.ndim == y.ndim else t2)
-        swr = Wr1.sum(-1)
-        mu = (Wr1*yy).sum(-1)/swr
-        se_mu = np.sqrt(1/swr)
-        i2 = np.where(q > 0, np.maximum(0.0, (q - df)/np.where(q > 0, q, 1)), 0.0)
-        p = stats.chi2.sf(q, np.maximum(df, 1))
-    z = z_value(ci_prob)
-    none, few = k == 0, k < 2
-    nan = lambda a, m: np.where(m, np.nan, a)
-    return {'mean': nan(mu, none), 'se': nan(se_mu, none), 'lower': nan(mu - z*se_mu, none), 'upper': nan(mu + z*se_mu, none),
-            'tau2': nan(tau2, few), 'i2': nan(i2, few), 'q': nan(q, few), 'q_p_value': nan(p, few), 'k': k}
+__all__ = ['heterogeneity']
 
 # %% ../../nbs/15_heterogeneity.ipynb #acd965bf
 def _drift_se(cube):

