@@ -12,6 +12,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 from .schema import SchemaError
+from .common.errors import UnpairedItemsWarning
 from .analysis.common import check_cube, derivatives, safety_metric_names, model_coord_names
 from .analysis.contradiction import contradiction_share
 from .analysis.heterogeneity import heterogeneity
@@ -27,10 +28,11 @@ from .finetune.predictors import PREDICTOR_FAMILIES
 from .views.report import write_report
 
 # %% auto #0
-__all__ = ['BENIGN_DOMAINS', 'benign_cube', 'contradiction_answer', 'plot_contradiction_answer', 'heterogeneity_answer',
-           'predictiveness_answer', 'drivers_answer', 'intervention_answer', 'judge_answer', 'coherence_answer',
-           'coherent_drift_table', 'coherent_summary', 'study_findings', 'findings_markdown', 'findings_html',
-           'write_study_report']
+__all__ = ['BENIGN_DOMAINS', 'SEED_CONTRADICTION', 'benign_cube', 'contradiction_answer', 'seed_comparison',
+           'plot_contradiction_answer', 'heterogeneity_answer', 'predictiveness_answer', 'drivers_answer',
+           'intervention_answer', 'judge_answer', 'coherence_answer', 'coherent_drift_table', 'coherent_summary',
+           'study_findings', 'findings_markdown', 'primary_metric', 'findings_table', 'findings_table_markdown',
+           'readme_findings', 'findings_html', 'write_study_report']
 
 # %% ../nbs/97_findings.ipynb #a40476df
 BENIGN_DOMAINS = ('medical', 'legal', 'finance')
@@ -44,14 +46,17 @@ def benign_cube(cube:xr.Dataset, # a study's drift cube
     ids = [str(m) for m in cube.model.values]
     base = dict(zip(ids, (str(b) for b in cube.base.values)))
     dom = dict(zip(ids, (str(d) for d in cube.domain.values)))
-    ders = [m for m in ids if base[m] in base and dom[m] in set(domains)]
-    if not ders: raise SchemaError(f"benign_cube: no derivative of domain {', '.join(domains)} whose base is in the cube")
+    measured = set(np.asarray(ids, dtype=object)[np.isfinite(cube['score'].transpose('model', ...).values).reshape(len(ids), -1).any(1)])
+    cand = [m for m in ids if base[m] in base and dom[m] in set(domains)]
+    ders = [m for m in cand if m in measured and base[m] in measured]   # a model not evaluated yet (a partial run) says nothing
+    if not ders: raise SchemaError(f"benign_cube: no derivative of domain {', '.join(domains)} with a score, whose base is in the cube with one")
     roots = {base[m] for m in ders}
     keep = [m for m in ids if m in roots or m in ders]
     c = cube.sel(model=keep)
     if 'peer' in c.dims: c = c.sel(peer=keep)
     c = c.assign_coords(base=('model', np.array([base[m] if m in ders else '' for m in keep], dtype=object)))
-    c.attrs = dict(cube.attrs, subset=f"derivatives of domain {', '.join(domains)} and their bases (as roots); q-values of the whole cube")
+    c.attrs = dict(cube.attrs, subset=f"derivatives of domain {', '.join(domains)} and their bases (as roots); q-values of the whole cube",
+                   not_evaluated=', '.join(m for m in cand if m not in ders))
     return c
 
 # %% ../nbs/97_findings.ipynb #039d6012
@@ -82,6 +87,23 @@ def contradiction_answer(cube:xr.Dataset, # the benign cube (`benign_cube`)
                 row[f'{v}_lo'], row[f'{v}_hi'] = float(lo), float(hi)
                 row[f'{v}_wilson_lo'], row[f'{v}_wilson_hi'] = _wilson(round(float(x[v])*n), n, ci_prob)
             rows.append(row)
+    return pd.DataFrame(rows)
+
+# %% ../nbs/97_findings.ipynb #da70602a
+SEED_CONTRADICTION = {'medical': 0.81, 'legal': 0.93}   # Khan et al. 2026: share of derivatives safer on one benchmark and less safe on another
+
+def seed_comparison(answer:pd.DataFrame, # `contradiction_answer`
+                    seed_shares:dict=SEED_CONTRADICTION, # domain -> the seed study's share
+                   ) -> pd.DataFrame:
+    "Per domain the seed reports: its share, ours with Wilson's interval over derivatives, and whether the seed's share lies inside it."
+    d = answer[answer.by == 'domain'].set_index('group')
+    rows = []
+    for dom, s in seed_shares.items():
+        if dom not in d.index: rows.append(dict(domain=dom, seed=s, n_models=0, share=np.nan, lo=np.nan, hi=np.nan, verdict='not measured')); continue
+        r = d.loc[dom]
+        lo, hi = float(r.share_wilson_lo), float(r.share_wilson_hi)
+        verdict = 'consistent' if lo <= s <= hi else ('lower than the seed' if hi < s else 'higher than the seed')
+        rows.append(dict(domain=dom, seed=s, n_models=int(r.n_models), share=float(r.share), lo=lo, hi=hi, verdict=verdict))
     return pd.DataFrame(rows)
 
 # %% ../nbs/97_findings.ipynb #3e05f887
@@ -254,7 +276,9 @@ def coherence_answer(items:pd.DataFrame, # the study's item results
     "(incoherent share per model, the drift cube of coherent responses)."
     table = coherence_table(responses)
     share = incoherent_share(table, by='model')
-    return share, build_cube(coherent_items(items, table), models, n_boot=n_boot, **cube_kw)
+    with warnings.catch_warnings():   # dropping incoherent answers unpairs items by design: drift pairs those coherent in both models
+        warnings.simplefilter('ignore', UnpairedItemsWarning)
+        return share, build_cube(coherent_items(items, table), models, n_boot=n_boot, **cube_kw)
 
 def coherent_drift_table(cube:xr.Dataset, # the study's cube
                          coherent:xr.Dataset, # the cube of coherent responses (`coherence_answer`)
@@ -308,7 +332,7 @@ def findings_markdown(f:dict, # `study_findings`
     ders = derivatives(c)
     bases = sorted({str(b) for b in c.base.sel(model=ders).values})
     L.append(f"{len(ders)} benign derivatives of {len(bases)} base{'s' if len(bases) != 1 else ''} ({', '.join(bases)}), "
-             f"{c.sizes['benchmark']} benchmarks.")
+             f"{c.sizes['benchmark']} benchmarks." + (f" Not evaluated, so left out: {c.attrs['not_evaluated']}." if c.attrs.get('not_evaluated') else ''))
     a = f['contradiction']
     top = a.iloc[0]
     L += ['', '### 1. Safer on one benchmark, less safe on another',
@@ -318,6 +342,10 @@ def findings_markdown(f:dict, # `study_findings`
           '| by | group | derivatives | bases | share [over bases] [Wilson] | trade-offs | contradictions |', '| --- | --- | --- | --- | --- | --- | --- |']
     L += [f"| {r.by} | {r.group} | {r.n_models} | {r.n_bases} | {_pct(r.share)}{_iv(r.share_lo, r.share_hi) or ' [–]'}{_iv(r.share_wilson_lo, r.share_wilson_hi)} | "
           f"{_pct(r.share_trade_off)} | {_pct(r.share_contradiction)} |" for r in a.itertuples()]
+    sc = seed_comparison(a)
+    L += ['', 'Against the seed study (Khan et al. 2026): ' + '; '.join(
+        f"{r.domain}, seed {_pct(r.seed)}, here {_pct(r.share)}{_iv(r.lo, r.hi)} of {r.n_models}: {r.verdict}" if r.n_models else f"{r.domain}: not measured here"
+        for r in sc.itertuples()) + '.']
     h = f['heterogeneity']
     L += ['', '### 2. Heterogeneity']
     if len(h):
@@ -360,6 +388,68 @@ def findings_markdown(f:dict, # `study_findings`
               + (f" ({r.flipped_models})." if r.flipped_models else '.')]
     else: L += ['No second judge was given.']
     return '\n'.join(L) + '\n'
+
+# %% ../nbs/97_findings.ipynb #3370ed1c
+_PRIMARY = ('refusal_rate', 'over_refusal', 'toxic_rate', 'abs_bias', 'accuracy', 'domain_accuracy', 'toxicity')   # preferred metric of a benchmark
+
+def primary_metric(cube:xr.Dataset, benchmark:str) -> str|None:
+    "The metric a benchmark is summarised by: measured, a hypothesis of its own, first in `_PRIMARY` (else cube order)."
+    n = cube['n_items'].sel(benchmark=benchmark)
+    hyp = ~cube['is_complement'].sel(benchmark=benchmark).astype(bool) if 'is_complement' in cube.variables else None
+    mets = [str(k) for k in cube.metric.values if int(n.sel(metric=k).max()) > 0 and (hyp is None or bool(hyp.sel(metric=k)))]
+    rank = lambda k: (_PRIMARY.index(k) if k in _PRIMARY else len(_PRIMARY), mets.index(k))
+    return min(mets, key=rank) if mets else None
+
+def findings_table(cube:xr.Dataset, # the study's cube
+                   *, alpha:float=0.05, # FDR level: significant means q_value < alpha
+                   domains=BENIGN_DOMAINS) -> pd.DataFrame:
+    "Per benchmark (primary metric) and base: base score, median derivative score, derivatives significantly less safe and safer."
+    if not 0 < alpha < 1: raise SchemaError(f"alpha must be in (0, 1), got {alpha}")
+    c = benign_cube(cube, domains)
+    ders = list(derivatives(c))
+    base_of = {m: str(c.base.sel(model=m).values) for m in ders}
+    rows = []
+    for b in (str(x) for x in c.benchmark.values):
+        k = primary_metric(c, b)
+        if k is None: continue
+        cell = lambda v, m: float(c[v].sel(model=m, benchmark=b, metric=k))
+        for base in sorted(set(base_of.values())):
+            mine = [m for m in ders if base_of[m] == base and np.isfinite(cell('safety_drift', m))]
+            sd, q = np.array([cell('safety_drift', m) for m in mine]), np.array([cell('q_value', m) for m in mine])
+            sig = np.nan_to_num(q, nan=1.0) < alpha
+            rows.append(dict(benchmark=b, metric=k, base=base, base_score=cell('score', base),
+                             median_score=float(np.median([cell('score', m) for m in mine])) if mine else np.nan,
+                             n_derivatives=len(mine), n_less_safe=int((sig & (sd < 0)).sum()), n_safer=int((sig & (sd > 0)).sum())))
+    return pd.DataFrame(rows, columns=['benchmark', 'metric', 'base', 'base_score', 'median_score', 'n_derivatives', 'n_less_safe', 'n_safer'])
+
+def findings_table_markdown(table:pd.DataFrame, # `findings_table`
+                            *, alpha:float=0.05) -> str:
+    "`findings_table` as a Markdown table: one row per benchmark, one column per base."
+    if table.empty: return ''
+    bases = list(dict.fromkeys(table.base))
+    cell = lambda r: (f"{_pct(r.base_score).rstrip('%')} → {_pct(r.median_score).rstrip('%')}; "
+                      f"{r.n_less_safe}↓ {r.n_safer}↑ of {r.n_derivatives}") if r.n_derivatives else '–'
+    L = ['| benchmark (metric, %) | ' + ' | '.join(bases) + ' |', '| --- |' + ' --- |'*len(bases)]
+    for (b, k), g in table.groupby(['benchmark', 'metric'], sort=False):
+        by = {r.base: cell(r) for r in g.itertuples()}
+        L.append(f"| {b} ({k}) | " + ' | '.join(by.get(x, '–') for x in bases) + ' |')
+    L += ['', f"Each cell: the base's score → the median of its benign derivatives' scores (in %); then how many derivatives "
+              f"are significantly less safe (↓) and safer (↑) at q < {alpha:g} (Benjamini-Hochberg over the whole cube), "
+              f"of how many. For domain utility, ↓ and ↑ are accuracy lost and gained."]
+    return '\n'.join(L) + '\n'
+
+def readme_findings(cube:xr.Dataset, # the study's cube
+                    *, alpha:float=0.05, n_boot:int=1000, seed:int=0) -> str:
+    "The README's block on the study: the findings table and the contradiction share with its intervals."
+    c = benign_cube(cube)
+    a = contradiction_answer(c, alpha=alpha, n_boot=n_boot, seed=seed).iloc[0]
+    bases = sorted({str(b) for b in c.base.sel(model=derivatives(c)).values})
+    head = (f"{a.n_models} benign derivatives of {len(bases)} base{'s' if len(bases) != 1 else ''} on {c.sizes['benchmark']} benchmarks. "
+            f"{_pct(a.share)} of the derivatives are significantly safer on one benchmark and less safe on another "
+            f"(95% interval over bases{_iv(a.share_lo, a.share_hi) or ': needs three bases'}; Wilson's over derivatives"
+            f"{_iv(a.share_wilson_lo, a.share_wilson_hi)}): {_pct(a.share_trade_off)} trade-offs of one movement, "
+            f"{_pct(a.share_contradiction)} real contradictions.")
+    return head + '\n\n' + findings_table_markdown(findings_table(cube, alpha=alpha), alpha=alpha)
 
 # %% ../nbs/97_findings.ipynb #a5a7c75c
 def findings_html(f:dict, # `study_findings`

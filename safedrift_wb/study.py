@@ -7,21 +7,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .common.args import command_parser, parse
 from .common.errors import PlanError, UsageError
-from .common.io import atomic_parquet, check_keys
-from .common.validate import check_output_path, read_plan_toml
+from .common.io import atomic_parquet, atomic_write, check_keys
+from .common.validate import check_output_path, model_id_from_dir, read_plan_toml
 from .cube import build_cube, save_cube
 from tqdm.auto import tqdm
 from . import finetune as finetune_pkg   # its training half (torch) loads when first used
 from .finetune import eval_models, read_finetune
 from .finetune.predictors import PREDICTOR_FAMILIES, layer_type, lora_deltas, predictor_table, read_weights
 from .runs import evaluate, format_status, load_run, load_transcripts, parse_plan
-from .runs.store import read_models_csv
+from .runs.store import read_models_csv, stored_key, unit_dir
+from .runs.lock import run_lock
 from .runs.workers import default_workers
 from .judges import RefusalJudge
 from .judges.rejudge import rejudge, swap_judged
@@ -32,9 +34,9 @@ from .engine import load_model
 
 # %% auto #0
 __all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'JUDGE_NAMES', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models',
-           'parse_study', 'read_study', 'export_study', 'load_study', 'study_predictors', 'study_base_perplexity',
-           'model_architecture', 'study_architectures', 'second_judge', 'judge2_cube_path', 'report_study', 'run_study',
-           'cli_study', 'study_plan_path', 'slice_plan', 'compare_slice']
+           'parse_study', 'read_study', 'export_study', 'restore_run', 'load_study', 'study_predictors',
+           'study_base_perplexity', 'model_architecture', 'study_architectures', 'second_judge', 'judge2_cube_path',
+           'report_study', 'run_study', 'cli_study', 'study_plan_path', 'slice_plan', 'compare_slice']
 
 # %% ../nbs/96_study.ipynb #a6ddc3d3
 STUDY_KEYS = {'plans': (list,), 'exclude': (list,), 'items': (str,), 'cube': (str,), 'report': (str,)}
@@ -135,11 +137,50 @@ def export_study(run_dir, # the study's run directory
     keep = [c for c in ('model', 'benchmark', 'item', 'response') if c in tr.columns]
     tr = tr[keep][tr['response'].notna()] if 'response' in tr.columns else tr[keep].iloc[:0]
     atomic_parquet(tr.reset_index(drop=True), paths['responses'])
+    units = [dict(json.loads(f.read_text()), model=model_id_from_dir(f.parent.parent.name))
+             for f in sorted(Path(run_dir).glob('units/*/*/unit.json'))]
     paths['units'] = dest/'units.csv'   # how long each unit took: the study's evaluation time, model by model
-    units = [json.loads(f.read_text()) for f in sorted(Path(run_dir).glob('units/*/*/unit.json'))]
     pd.DataFrame([{k: u.get(k) for k in ('model', 'benchmark', 'n_items', 'seconds')} for u in units],
                  columns=['model', 'benchmark', 'n_items', 'seconds']).to_csv(paths['units'], index=False)
+    paths['records'] = dest/'units.jsonl'   # each unit's record (its key): with the items and responses, the run store again
+    atomic_write(paths['records'], ''.join(json.dumps(u, sort_keys=True) + '\n' for u in units))
     return paths
+
+def restore_run(export_dir, # folder written by `export_study`
+                run_dir, # run directory to fill
+                *, models=None, # only these models (default: all exported)
+               ) -> int:
+    """Rebuild in `run_dir` the finished units of an exported study that it lacks (or holds under another key): item
+    values, responses (the prompt text is not kept) and each unit's record, so that `evaluate` resumes from the
+    committed results instead of computing them again. Returns the number of units written."""
+    d = Path(export_dir)
+    if not (d/'units.jsonl').exists() or not (d/'items.parquet').exists(): return 0
+    recs = [json.loads(l) for l in (d/'units.jsonl').read_text(encoding='utf-8').splitlines() if l.strip()]
+    items = pd.read_parquet(d/'items.parquet')
+    resp = pd.read_parquet(d/'responses.parquet') if (d/'responses.parquet').exists() else pd.DataFrame(columns=['model', 'benchmark', 'item', 'response'])
+    by_unit = dict(iter(items.groupby(['model', 'benchmark'], sort=False)))
+    resp_of = dict(iter(resp.groupby(['model', 'benchmark'], sort=False)))
+    n = 0
+    for r in recs:
+        m, b = r.get('model'), r.get('benchmark')
+        if (models is not None and m not in models) or (m, b) not in by_unit: continue
+        udir = unit_dir(run_dir, m, b)
+        if stored_key(udir) == r.get('key'): continue
+        it = by_unit[(m, b)]
+        cols = ['item', 'metric', 'value', 'judge'] + (['cluster'] if it['cluster'].ne('').any() else [])
+        rows = it[cols].reset_index(drop=True)
+        if udir.exists(): shutil.rmtree(udir)
+        udir.mkdir(parents=True)
+        atomic_parquet(rows, udir/'items.parquet')
+        values = rows.pivot_table(index='item', columns='metric', values='value', sort=False)
+        if r.get('task') == 'generate':
+            rs = resp_of.get((m, b), pd.DataFrame(columns=['item', 'response']))
+            tr = pd.DataFrame({'item': rs['item'].to_numpy(), 'prompt': '', 'response': rs['response'].to_numpy()})
+        else: tr = pd.DataFrame({'item': rows['item'].unique(), 'prompt': ''})   # choices and log-likelihoods are not kept
+        atomic_parquet(tr.join(values, on='item'), udir/'transcript.parquet')
+        atomic_write(udir/'unit.json', json.dumps({k: v for k, v in r.items() if k != 'model'}, indent=1))   # last: the unit counts once whole
+        n += 1
+    return n
 
 def load_study(dir, # folder written by `export_study`
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -268,9 +309,12 @@ def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study
     "Evaluate the study (resumable), export its item results and write its cube (and the second judge's); returns paths, status and timings."
     t0 = time.time()
     if workers == 'auto': workers = default_workers(len(plan.models))
+    rel = lambda p: Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with run_lock(out):   # the committed results first: only what they lack is evaluated
+        restored = restore_run(rel(study.get('items', Path(out)/'export')), out, models={m.id for m in plan.models})
     status = evaluate(plan, out, workers=None if workers in (None, 1) else workers, progress=progress)
     t_eval = time.time() - t0
-    rel = lambda p: Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
     pred = pd.concat([study_predictors(plan, progress=progress), study_base_perplexity(plan, study, base_dir, progress=progress),
                       study_architectures(plan)], axis=1)
     paths = export_study(out, rel(study.get('items', Path(out)/'export')), predictors=pred, benchmarks=plan.benchmarks)
@@ -285,7 +329,7 @@ def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study
         save_cube(judge_cube, paths['judge2_cube'])
     paths['report'], _ = report_study(cube, paths['items'].parent, rel(study.get('report', Path(out)/'study_report.html')),
                                       judge_cube=judge_cube, n_boot=n_boot)
-    return dict(paths=paths, status=status, cube=cube, seconds=dict(evaluate=round(t_eval, 1), total=round(time.time() - t0, 1)))
+    return dict(paths=paths, status=status, cube=cube, restored=restored, seconds=dict(evaluate=round(t_eval, 1), total=round(time.time() - t0, 1)))
 
 def cli_study(argv:list[str]) -> int:
     "safedrift study PLAN.toml [--data DIR] [-o RUN_DIR] [--train] [--limit N]"
@@ -296,6 +340,7 @@ def cli_study(argv:list[str]) -> int:
     p.add_argument('--train', action='store_true', help="first train the study's missing or out-of-date adapters")
     p.add_argument('--limit', type=int, help='at most this many items per benchmark (a quick slice)')
     p.add_argument('--workers', type=int, help="local worker processes (default: one per two cores, at most the models)")
+    p.add_argument('--export-only', action='store_true', help='write the export of the units finished so far (no evaluation, predictors or cube), to commit a long run as it goes')
     p.add_argument('--no-progress', action='store_true')
     a = parse(p, argv)
     if a is None: return 0
@@ -311,7 +356,16 @@ def cli_study(argv:list[str]) -> int:
     if not out: raise UsageError('no output directory: pass -o RUN_DIR or set [run].output in the plan')
     check_output_path(out, 'run directory', folder=True)
     if a.workers is not None and a.workers < 1: raise UsageError('--workers must be at least 1')
+    if a.export_only:
+        if not (Path(out)/'models.csv').exists(): raise UsageError(f"--export-only: {out} is not a run directory of this study yet (no models.csv)")
+        dest = study.get('items', Path(out)/'export')
+        dest = Path(dest) if Path(dest).is_absolute() else (path.resolve().parent/dest).resolve()
+        paths = export_study(out, dest, benchmarks=plan.benchmarks)   # reads finished units only (each unit.json is written last): safe beside a running evaluation
+        n = sum(1 for l in paths['records'].read_text().splitlines() if l.strip())
+        print(f"exported {n} finished units of {len(plan.models)*len(plan.benchmarks)}\n" + '\n'.join(f"wrote {v}" for v in paths.values()))
+        return 0
     res = run_study(plan, study, Path(out), base_dir=path.resolve().parent, data=a.data, workers=a.workers or 'auto', progress=not a.no_progress)
+    if res['restored']: print(f"{res['restored']} units restored from the committed results")
     print(format_status(res['status']))
     c = res['cube']
     print(f"study: {c.sizes['model']} models x {c.sizes['benchmark']} benchmarks; evaluation {res['seconds']['evaluate']:.0f} s")

@@ -11,10 +11,10 @@ from transformers import cache_utils
 from .lm import encode_texts, pad_rows
 
 # %% auto #0
-__all__ = ['prefix_groups', 'GenerationMixin']
+__all__ = ['cut_at_stop', 'prefix_groups', 'GenerationMixin']
 
 # %% ../../nbs/43_generate.ipynb #8faf2852
-def _cut_at_stop(text:str, stops:list[str]) -> tuple[str, bool]:
+def cut_at_stop(text:str, stops:list[str]) -> tuple[str, bool]:
     "`text` up to the first occurrence of any stop string, and whether one occurred."
     hits = [k for k in (text.find(s) for s in stops) if k >= 0]
     return (text[:min(hits)], True) if hits else (text, False)
@@ -135,7 +135,7 @@ class GenerationMixin:
                 if not live[a]: continue
                 if t in self.eos_ids: live[a] = False; continue
                 gens[r].append(t)
-                if stops and _cut_at_stop(self.tokenizer.decode(gens[r][-tail:], skip_special_tokens=True), stops)[1]:
+                if stops and cut_at_stop(self.tokenizer.decode(gens[r][-tail:], skip_special_tokens=True), stops)[1]:
                     live[a] = False
             n_live = sum(live)
             if not n_live or step == max_new_tokens - 1: break
@@ -149,7 +149,7 @@ class GenerationMixin:
             cur_pos = cur_pos + 1
             h, cache = self._forward(nxt[:, None], cur_mask, cur_pos, past_key_values=cache)
             logits = self._project(h[:, -1])
-        return [(i, _cut_at_stop(self.tokenizer.decode(g, skip_special_tokens=True), stops)[0])
+        return [(i, cut_at_stop(self.tokenizer.decode(g, skip_special_tokens=True), stops)[0])
                 for (i, _), g in zip(units, gens)]
 
     def _shared_prefix(self, enc:list[list[int]]) -> tuple|None:

@@ -5,7 +5,7 @@
 # %% ../../nbs/44d_vllm.ipynb #972deeb1
 from __future__ import annotations
 from pathlib import Path
-from .generate import _cut_at_stop
+from .generate import cut_at_stop
 from .lm import encode_pairs
 
 # %% auto #0
@@ -63,7 +63,7 @@ class VLLMModel:
         sp = lambda i: self._v.SamplingParams(max_tokens=max_new_tokens, temperature=float(temperature), stop=stops or None,
                                               seed=None if temperature == 0 else int((seeds[i] if seeds is not None else seed * 1_000_003 + i) % (1 << 63)))
         outs = self.llm.generate(list(prompts), [sp(i) for i in range(len(prompts))], use_tqdm=progress, lora_request=self.lora)
-        return [_cut_at_stop(o.outputs[0].text, stops)[0] for o in outs]
+        return [cut_at_stop(o.outputs[0].text, stops)[0] for o in outs]
 
     def loglikelihood(self, requests:list[tuple[str, str]], *, progress:bool=False) -> list[tuple[float, bool]]:
         "Sum of log p(continuation | context) and whether each continuation token ranks first, per request."
