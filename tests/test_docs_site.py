@@ -189,7 +189,10 @@ def test_site_in_a_browser_sidebar_chapters_links_and_search(site, served):
             assert img.evaluate('i => i.complete && i.naturalWidth') > 200
             page.goto(served + 'index.html')
             page.locator('label.md-search__icon, .md-search__input').first.click()
-            page.locator('input.md-search__input').fill('contradiction index')
+            # the search reads the box on key-up once its index is loaded: wait for the index, then type as a person does
+            page.wait_for_function("() => !/Initializing/.test((document.querySelector('.md-search-result__meta') || {}).textContent || 'Initializing')",
+                                   timeout=60_000)
+            page.locator('input.md-search__input').press_sequentially('contradiction index', delay=20)
             hit = page.locator('.md-search-result__item a[href*="contradiction.html"]').first
             hit.wait_for(timeout=20_000)
             page.wait_for_timeout(1000)                              # the results' fade-in
