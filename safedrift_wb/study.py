@@ -150,9 +150,10 @@ def restore_run(export_dir, # folder written by `export_study`
                 run_dir, # run directory to fill
                 *, models=None, # only these models (default: all exported)
                ) -> int:
-    """Rebuild in `run_dir` the finished units of an exported study that it lacks (or holds under another key): item
-    values, responses (the prompt text is not kept) and each unit's record, so that `evaluate` resumes from the
-    committed results instead of computing them again. Returns the number of units written."""
+    """Rebuild in `run_dir` the finished units of an exported study that it lacks: item values, responses (the prompt
+    text is not kept) and each unit's record, so that `evaluate` resumes from the committed results instead of
+    computing them again. A unit the run has finished is never replaced, whatever its key (`evaluate` decides whether
+    it is current); a half-done one (items checkpointed, no record) is. Returns the number of units written."""
     d = Path(export_dir)
     if not (d/'units.jsonl').exists() or not (d/'items.parquet').exists(): return 0
     recs = [json.loads(l) for l in (d/'units.jsonl').read_text(encoding='utf-8').splitlines() if l.strip()]
@@ -165,7 +166,7 @@ def restore_run(export_dir, # folder written by `export_study`
         m, b = r.get('model'), r.get('benchmark')
         if (models is not None and m not in models) or (m, b) not in by_unit: continue
         udir = unit_dir(run_dir, m, b)
-        if stored_key(udir) == r.get('key'): continue
+        if stored_key(udir) is not None: continue   # finished in the run: keep it, even if the export holds another key
         it = by_unit[(m, b)]
         cols = ['item', 'metric', 'value', 'judge'] + (['cluster'] if it['cluster'].ne('').any() else [])
         rows = it[cols].reset_index(drop=True)
