@@ -77,6 +77,8 @@ def main(argv=None):
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     order = sorted(range(len(prompts)), key=lambda i: (-len(tok(prompts[i], add_special_tokens=False)["input_ids"]), i))
 
+    n_answer = [0] * len(prompts)
+
     def hf_generate(order):
         out = [None] * len(prompts)
         old_side, tok.padding_side = tok.padding_side, "left"
@@ -87,24 +89,55 @@ def main(argv=None):
                 y = model.generate(**x, max_new_tokens=n_new, do_sample=False, pad_token_id=pad)
                 for i, row in zip(idx, y[:, x["input_ids"].shape[1]:]):
                     out[i] = tok.decode(row, skip_special_tokens=True)
+                    ids = row.tolist()   # answer tokens before the end of sequence, exactly as generated
+                    n_answer[i] = next((k for k, t in enumerate(ids) if t in lm.eos_ids), len(ids))
         tok.padding_side = old_side
         return out
 
+    work = {"prefill": 0, "decode": 0}   # tokens through the decoder, rows times positions, whoever calls it
+
+    def count(module, args, kwargs):
+        ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else (args[0] if args else None)
+        if ids is not None: work["prefill" if ids.shape[-1] > 1 else "decode"] += ids.numel()
+    hook = model.get_decoder().register_forward_pre_hook(count, with_kwargs=True)
+
+    def counted(fn):
+        def run():
+            before = dict(work); res = fn(); counted.last = {k: work[k] - before[k] for k in work}
+            return res
+        return run
     lm.generate(prompts[:2], max_new_tokens=4)  # warm-up
     sides = {"engine": lambda: lm.generate(prompts, max_new_tokens=n_new),
              "generate, prompts in order": lambda: hf_generate(list(range(len(prompts)))),
              "generate, the engine's length-sorted batches": lambda: hf_generate(order)}
-    cpu, wall, texts = {k: [] for k in sides}, {k: [] for k in sides}, {}
+    cpu, wall, texts, forwards = {k: [] for k in sides}, {k: [] for k in sides}, {}, {}
     for _ in range(args.repeats):  # alternate the sides; keep the best of each (a shared machine)
         for k, fn in sides.items():
             c0, w0 = time.process_time(), time.perf_counter()
-            texts[k] = fn()
+            texts[k] = counted(fn)()
             cpu[k].append(time.process_time() - c0); wall[k].append(time.perf_counter() - w0)
+            forwards[k] = counted.last
+    hook.remove()
     ours = texts["engine"]
     n_tok = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in ours)
     what = "the project's suites" if args.workload == "suites" else "PyRIT jailbreak templates around HarmBench requests"
     print(f"model: {name}; {len(prompts)} chat prompts of {what}; greedy, <= {n_new} new tokens "
           f"(mean {n_tok / len(prompts):.1f}); batch {bs}; {args.threads} thread(s); load {os.getloadavg()[0]:.2f}")
+    # The least work any batching could do for these answers: every prompt token that is not the shared prefix once,
+    # and one decoding step per answer token after the first (which comes from the prompt's last position), plus
+    # the step that reads the end-of-sequence token of an answer that stopped before the limit.
+    enc = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    shared = next((i for i, c in enumerate(zip(*enc)) if len(set(c)) > 1), min(map(len, enc)))
+    least = dict(prefill=sum(map(len, enc)) - shared * (len(enc) - 1),
+                 decode=sum(min(n_new, g + 1) - 1 for g in n_answer))
+    print(f"answers at the {n_new}-token limit: {sum(g >= n_new for g in n_answer)} of {len(prompts)}; the chat template's shared prefix: "
+          f"{shared} tokens")
+    print("decoder work (rows x positions, prefill + decode): "
+          + "; ".join(f"{k} {forwards[k]['prefill']:,} + {forwards[k]['decode']:,}" for k in sides)
+          + f"; the least for these answers {least['prefill']:,} + {least['decode']:,}")
+    hf = forwards["generate, prompts in order"]
+    print(f"work of generate (prompts in order) over the least: {(hf['prefill'] + hf['decode']) / (least['prefill'] + least['decode']):.2f}x "
+          "(no batching of the same forward passes can gain more than this, at equal cost per token)")
     bad = 0
     for k in sides:
         same = sum(a == b for a, b in zip(ours, texts[k]))
