@@ -446,7 +446,7 @@ def readme_findings(cube:xr.Dataset, # the study's cube
     bases = sorted({str(b) for b in c.base.sel(model=derivatives(c)).values})
     head = (f"{a.n_models} benign derivatives of {len(bases)} base{'s' if len(bases) != 1 else ''} on {c.sizes['benchmark']} benchmarks. "
             f"{_pct(a.share)} of the derivatives are significantly safer on one benchmark and less safe on another "
-            f"(95% interval over bases{_iv(a.share_lo, a.share_hi) or ': needs three bases'}; Wilson's over derivatives"
+            f"({_pct(float(c.attrs.get('ci_prob', 0.95)))} interval over bases{_iv(a.share_lo, a.share_hi) or ': needs three bases'}; Wilson's over derivatives"
             f"{_iv(a.share_wilson_lo, a.share_wilson_hi)}): {_pct(a.share_trade_off)} trade-offs of one movement, "
             f"{_pct(a.share_contradiction)} real contradictions.")
     return head + '\n\n' + findings_table_markdown(findings_table(cube, alpha=alpha), alpha=alpha)
