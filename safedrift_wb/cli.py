@@ -23,7 +23,7 @@ __all__ = ['COMMANDS', 'available_commands', 'main', 'cli_cube', 'cli_summary']
 
 # %% ../nbs/90_cli.ipynb #be05c707
 COMMANDS = {  # name -> (module, function, one-line help)
-    'demo': ('safedrift_wb.demo', 'cli_demo', 'the main job on the embedded default, offline: cube, report, summary'),
+    'demo': ('safedrift_wb.demo', 'cli_demo', 'the main job, offline: a live slice of the drift study checked against its committed results, and its report'),
     'study': ('safedrift_wb.study', 'cli_study', 'evaluate a study plan (models from its fine-tuning plans), export its items, build its cube'),
     'eval': ('safedrift_wb.runs', 'cli_eval', 'evaluate the models x benchmarks of a plan (resumable)'),
     'status': ('safedrift_wb.runs', 'cli_status', "show a run's units done, running, failed, per shard"),
