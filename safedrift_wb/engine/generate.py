@@ -66,6 +66,11 @@ def _grow_cache(cache, rows:int, capacity:int):
 
 _GROUP_PREFIX = 48  # prompts sharing this many tokens beyond the call's common prefix (a template) share their own prefix cache
 
+# On a CPU a decoding step costs about as much as 30 prompt tokens, whatever its rows (the weights are read once per
+# step: `bench/bench_generate.py --step-costs`); a batch stops taking shorter prompts once their padding would cost
+# more than the decoding steps of another batch, about this many padding tokens per new token.
+_PAD_STEPS = 32
+
 def _lcp(a:list[int], b:list[int]) -> int:
     "Length of the common prefix of two token lists."
     n = min(len(a), len(b)); k = 0
@@ -196,11 +201,16 @@ class GenerationMixin:
         self._note_truncation(trunc, "prompts", room)
         units = sorted(enumerate(enc), key=lambda u: (-len(u[1]), u[0]))
 
+        pad_budget = _PAD_STEPS * max_new_tokens if self.device.type == "cpu" else None
+
         def take(units, i, rows, tokens):
             left = len(units) - i  # rows split evenly over the batches still needed: 100 prompts at 96 rows -> 50 + 50
             rows = -(-left // -(-left // rows))
-            j = i + 1
-            while j < len(units) and j - i < rows and (tokens is None or (j - i + 1) * (len(units[i][1]) + max_new_tokens) <= tokens): j += 1
+            j, pad, top = i + 1, 0, len(units[i][1])
+            while j < len(units) and j - i < rows and (tokens is None or (j - i + 1) * (top + max_new_tokens) <= tokens):
+                pad += top - len(units[j][1])   # units are sorted longest first: row j is padded up to the batch's first
+                if pad_budget is not None and pad > pad_budget: break
+                j += 1
             return j
 
         with torch.inference_mode(), tqdm(total=len(prompts), disable=not progress, desc="generate", unit="prompt") as pbar:
