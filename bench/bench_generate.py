@@ -19,6 +19,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -66,10 +68,7 @@ def step_costs(model, torch, rows=(1, 4, 8, 16, 32, 64), context=60, steps=10) -
             for _ in range(steps): cache = model(input_ids=nxt, past_key_values=cache, use_cache=True).past_key_values
             times[b] = (time.perf_counter() - t) / steps
             print(f"{b:3d} rows: {1000 * times[b]:7.1f} ms a step, {1000 * times[b] / b:6.2f} ms a row", flush=True)
-    # least squares of time = fixed + per_row x rows
-    n, sx, sy = len(times), sum(times), sum(times.values())
-    sxx, sxy = sum(b * b for b in times), sum(b * t for b, t in times.items())
-    per_row = (n * sxy - sx * sy) / (n * sxx - sx * sx); fixed = (sy - per_row * sx) / n
+    per_row, fixed = np.polyfit(list(times), list(times.values()), 1)   # time = fixed + per_row x rows
     print(f"a step costs about {1000 * fixed:.0f} ms plus {1000 * per_row:.1f} ms a row: a batch that shrinks as answers finish pays "
           "the fixed part at every step")
     return 0
@@ -125,12 +124,6 @@ def main(argv=None):
         ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else (args[0] if args else None)
         if ids is not None: work["prefill" if ids.shape[-1] > 1 else "decode"] += ids.numel()
     hook = model.get_decoder().register_forward_pre_hook(count, with_kwargs=True)
-
-    def counted(fn):
-        def run():
-            before = dict(work); res = fn(); counted.last = {k: work[k] - before[k] for k in work}
-            return res
-        return run
     lm.generate(prompts[:2], max_new_tokens=4)  # warm-up
     sides = {"engine": lambda: lm.generate(prompts, max_new_tokens=n_new),
              "generate, prompts in order": lambda: hf_generate(list(range(len(prompts)))),
@@ -139,9 +132,10 @@ def main(argv=None):
     for _ in range(args.repeats):  # alternate the sides; keep the best of each (a shared machine)
         for k, fn in sides.items():
             c0, w0 = time.process_time(), time.perf_counter()
-            texts[k] = counted(fn)()
+            before = dict(work)
+            texts[k] = fn()
             cpu[k].append(time.process_time() - c0); wall[k].append(time.perf_counter() - w0)
-            forwards[k] = counted.last
+            forwards[k] = {w: work[w] - before[w] for w in work}
     hook.remove()
     ours = texts["engine"]
     n_tok = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in ours)
