@@ -20,7 +20,7 @@ from .runs import default_workers, evaluate, format_status, load_run, load_trans
 from .views.cards import write_drift_cards
 from .views.report import write_report
 from .findings import findings_markdown
-from .study import SLICE_LIMIT, SLICE_MODELS, compare_slice, judge2_cube_path, report_study, slice_plan
+from .study import SLICE_LIMIT, SLICE_MODELS, compare_slice, judge2_cube_path, report_study, slice_plan, study_sweeps
 
 # %% auto #0
 __all__ = ['DEMO_GENERATION', 'DEMO_SUBSET', 'demo_plan', 'write_outputs', 'family_available', 'run_demo', 'run_example_demo',
@@ -206,6 +206,7 @@ def run_study_demo(out, # output folder
     extra = [('slice', 'The live slice', slice_html(summary, diff, left_out, t_eval))]
     paths['report'], f = report_study(cube, export if whole else out/'run', out/'report.html',
                                       judge_cube=load_cube(j2) if j2 is not None and j2.exists() else None, extra=extra, alpha=alpha,
+                                      sweeps=study_sweeps(plan) if whole else (),
                                       n_boot=n_boot, coherence_boot=min(n_boot, 500),
                                       title='Safety drift study' + ('' if whole else ' (the live slice only)'))
     if summary is not None: summary.to_csv(out/'slice_check.csv', index=False); paths['slice_check'] = out/'slice_check.csv'

@@ -30,9 +30,9 @@ from .views.report import write_report
 # %% auto #0
 __all__ = ['BENIGN_DOMAINS', 'SEED_CONTRADICTION', 'benign_cube', 'contradiction_answer', 'seed_comparison',
            'plot_contradiction_answer', 'heterogeneity_answer', 'predictiveness_answer', 'drivers_answer',
-           'intervention_answer', 'judge_answer', 'coherence_answer', 'coherent_drift_table', 'coherent_summary',
-           'study_findings', 'findings_markdown', 'primary_metric', 'findings_table', 'findings_table_markdown',
-           'readme_findings', 'findings_html', 'write_study_report']
+           'intervention_answer', 'interpolation_summary', 'interpolation_markdown', 'judge_answer', 'coherence_answer',
+           'coherent_drift_table', 'coherent_summary', 'study_findings', 'findings_markdown', 'primary_metric',
+           'findings_table', 'findings_table_markdown', 'readme_findings', 'findings_html', 'write_study_report']
 
 # %% ../nbs/97_findings.ipynb #a40476df
 BENIGN_DOMAINS = ('medical', 'legal', 'finance')
@@ -246,14 +246,54 @@ def intervention_answer(cube:xr.Dataset, # the benign cube
             rows.append(dict(base=base, worst=worst, model=m, intervention='safety share', level=share(m),
                              n_below=below, mean_safety_drift=mean, restores=below == 0, utility_drift=u,
                              utility_cost=(u0 - u) if m != zero and np.isfinite(u0) and np.isfinite(u) else np.nan, sentence=''))
-    for sw in sweeps:
+    names = {'derivative': 'interpolation', 'interpolate': 'interpolation', 'safety-mix': 'safety share (retrained)', 'safe-lora': 'Safe LoRA'}
+    for sw in sweeps:   # each grid point judged within its sweep's cube (its own false-discovery family)
         for d in sorted({str(s) for s in sw.coords['sweep_of'].values if str(s)} if 'sweep_of' in sw.coords else ()):
             r = smallest_intervention(sw, d, alpha=alpha)
-            rows.append(dict(base=r.base, worst=d, model=r.model or '', intervention=f'sweep: {r.kind or "none found"}',
-                             level=r.alpha if r.kind == 'interpolate' else r.safety_mix, n_below=np.nan, mean_safety_drift=np.nan,
-                             restores=bool(r.found), utility_drift=np.nan, utility_cost=np.nan,
-                             sentence=r.sentence))
+            t = r.table[r.table.kind.isin(list(names))]
+            level = lambda m: float(t.at[m, 'safe_lora'] if t.at[m, 'kind'] == 'safe-lora' else t.at[m, 'safety_mix'] if t.at[m, 'kind'] == 'safety-mix' else t.at[m, 'alpha'])
+            u0 = _utility(sw, d)
+            group = {'derivative': 0, 'interpolate': 0, 'safety-mix': 1, 'safe-lora': 2}   # the derivative, then towards the base
+            order = sorted(t.index, key=lambda m: (group[t.at[m, 'kind']], -level(m) if group[t.at[m, 'kind']] == 0 else level(m)))
+            for i, m in enumerate(order):
+                below, mean = _cells_below(sw, m, alpha)
+                u = _utility(sw, m)
+                rows.append(dict(base=r.base, worst=d, model=m, intervention=names[t.at[m, 'kind']], level=level(m), n_below=below,
+                                 mean_safety_drift=mean, restores=below == 0, utility_drift=u,
+                                 utility_cost=(u0 - u) if m != d and np.isfinite(u0) and np.isfinite(u) else np.nan,
+                                 sentence=r.sentence if i == len(order) - 1 else ''))
     return pd.DataFrame(rows)
+
+# %% ../nbs/97_findings.ipynb #5eed0c06
+def interpolation_summary(answer:pd.DataFrame, # `intervention_answer` with sweeps
+                         ) -> pd.DataFrame:
+    "Per swept derivative: safety cells below the base at each alpha (from 1 down), the largest alpha with none below, and its utility cost."
+    rows = []
+    it = answer[answer.intervention == 'interpolation'] if len(answer) else answer
+    for (base, d), g in (it.groupby(['base', 'worst'], sort=True) if len(it) else ()):
+        g = g.sort_values('level', ascending=False)
+        ok = g[g.n_below == 0]
+        first = ok.iloc[0] if len(ok) else None
+        rows.append(dict(base=base, derivative=d, levels=list(g.level), cells_below=[int(x) for x in g.n_below],
+                         restores_at=float(first.level) if first is not None else np.nan,
+                         utility_cost=float(first.utility_cost) if first is not None and pd.notna(first.utility_cost) else np.nan,
+                         utility_drift=float(g.utility_drift.iloc[0])))
+    return pd.DataFrame(rows, columns=['base', 'derivative', 'levels', 'cells_below', 'restores_at', 'utility_cost', 'utility_drift'])
+
+def interpolation_markdown(summary:pd.DataFrame, # `interpolation_summary`
+                          ) -> str:
+    "`interpolation_summary` as a Markdown table."
+    if not len(summary): return ''
+    lv = summary.levels.iloc[0]
+    head = ' → '.join(f"{x:g}" for x in lv)
+    L = [f"| base | worst derivative | safety cells below the base at alpha {head} | largest alpha with none below | utility cost there (points) |",
+         '| --- | --- | --- | --- | --- |']
+    for r in summary.itertuples():
+        at = 'none on the grid' if not np.isfinite(r.restores_at) else f"{r.restores_at:g}" + (' (the base)' if r.restores_at == 0 else '')
+        cost = '–' if not np.isfinite(r.utility_cost) else f"{100 * r.utility_cost:+.1f}"
+        L.append(f"| {r.base} | {r.derivative} | {' → '.join(map(str, r.cells_below))} | {at} | {cost} |")
+    return '\n'.join(L)
+
 
 # %% ../nbs/97_findings.ipynb #740a26d5
 def judge_answer(cube_a:xr.Dataset, # cube under the first judge
@@ -379,6 +419,8 @@ def findings_markdown(f:dict, # `study_findings`
         L += [f"| {r.base} | {r.worst} | {r.intervention} | {r.model} | {r.level:g} | {'' if pd.isna(r.n_below) else int(r.n_below)} | "
               f"{_num(r.mean_safety_drift, 3)} | {_num(r.utility_cost, 3)} |" for r in iv.itertuples()]
         L += [f"- {s}" for s in iv.sentence if s]
+        s = interpolation_summary(iv)
+        if len(s): L += ['', "Interpolation towards the base, each worst derivative's grid read within its sweep's cube:", '', interpolation_markdown(s)]
     j = f['judges']
     L += ['', '### 6. Judge sensitivity']
     if len(j):
@@ -439,7 +481,8 @@ def findings_table_markdown(table:pd.DataFrame, # `findings_table`
     return '\n'.join(L) + '\n'
 
 def readme_findings(cube:xr.Dataset, # the study's cube
-                    *, alpha:float=0.05, n_boot:int=1000, seed:int=0) -> str:
+                    *, sweeps=(), # the study's interpolation sweeps: their summary follows the table
+                    alpha:float=0.05, n_boot:int=1000, seed:int=0) -> str:
     "The README's block on the study: the findings table and the contradiction share with its intervals."
     c = benign_cube(cube)
     a = contradiction_answer(c, alpha=alpha, n_boot=n_boot, seed=seed).iloc[0]
@@ -449,7 +492,12 @@ def readme_findings(cube:xr.Dataset, # the study's cube
             f"({_pct(float(c.attrs.get('ci_prob', 0.95)))} interval over bases{_iv(a.share_lo, a.share_hi) or ': needs three bases'}; Wilson's over derivatives"
             f"{_iv(a.share_wilson_lo, a.share_wilson_hi)}): {_pct(a.share_trade_off)} trade-offs of one movement, "
             f"{_pct(a.share_contradiction)} real contradictions.")
-    return head + '\n\n' + findings_table_markdown(findings_table(cube, alpha=alpha), alpha=alpha)
+    out = head + '\n\n' + findings_table_markdown(findings_table(cube, alpha=alpha), alpha=alpha)
+    s = interpolation_summary(intervention_answer(c, sweeps, alpha=alpha)) if sweeps and 'safety_share' in c.coords else pd.DataFrame()
+    if len(s):
+        out += ('\n\nEach base\'s worst derivative (lowest mean safety drift), its adapter scaled back towards the base (alpha 1 is '
+                'the derivative, 0 the base); a cell is below the base at q < ' f"{alpha:g}" ' within the sweep\'s cube:\n\n' + interpolation_markdown(s))
+    return out
 
 # %% ../nbs/97_findings.ipynb #a5a7c75c
 def findings_html(f:dict, # `study_findings`

@@ -16,7 +16,8 @@ from .common.args import command_parser, parse
 from .common.errors import PlanError, UsageError
 from .common.io import atomic_parquet, atomic_write, check_keys
 from .common.validate import check_output_path, model_id_from_dir, read_plan_toml
-from .cube import build_cube, save_cube
+from .cube import build_cube, load_cube, save_cube
+from .interventions.sweep_plan import parse_sweep
 from tqdm.auto import tqdm
 from . import finetune as finetune_pkg   # its training half (torch) loads when first used
 from .finetune import eval_models, read_finetune
@@ -36,7 +37,7 @@ from .engine import load_model
 __all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'JUDGE_NAMES', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models',
            'parse_study', 'read_study', 'export_study', 'restore_run', 'load_study', 'study_predictors',
            'study_base_perplexity', 'model_architecture', 'study_architectures', 'second_judge', 'judge2_cube_path',
-           'report_study', 'run_study', 'cli_study', 'study_plan_path', 'slice_plan', 'compare_slice']
+           'study_sweeps', 'report_study', 'run_study', 'cli_study', 'study_plan_path', 'slice_plan', 'compare_slice']
 
 # %% ../nbs/96_study.ipynb #a6ddc3d3
 STUDY_KEYS = {'plans': (list,), 'exclude': (list,), 'items': (str,), 'cube': (str,), 'report': (str,)}
@@ -119,9 +120,15 @@ def export_study(run_dir, # the study's run directory
                  dest, # folder receiving items.parquet, models.csv and responses.parquet
                  predictors:pd.DataFrame|None=None, # columns to add to the model table, indexed by model (`study_predictors`)
                  benchmarks:list|None=None, # the plan's Benchmark objects: their source, licence and sampling go with the items
+                 units=None, # only these (model, benchmark) units (default: every unit of the run)
                 ) -> dict:
     "Write the run's item results, model table and responses (no prompts) to `dest`; return the paths."
     items, models, prov = load_run(run_dir)
+    keep = (lambda m, b: True) if units is None else (lambda m, b, u=set(units): (m, b) in u)
+    items = items[[keep(m, b) for m, b in zip(items['model'], items['benchmark'])]]
+    if units is not None:
+        mids = set(items['model'])
+        models = models[models.index.isin(mids)] if models.index.name == 'model' else models[models['model'].isin(mids)]
     for col, attr in BENCH_COLUMNS.items():   # the cube's benchmark coordinates then say how each benchmark was drawn
         meta = {b.id: getattr(b, attr, None) for b in benchmarks or []}
         if meta: items[col] = items['benchmark'].map({k: v for k, v in meta.items() if v is not None})
@@ -134,11 +141,12 @@ def export_study(run_dir, # the study's run directory
     atomic_parquet(items, paths['items'])
     (models.reset_index() if models.index.name == 'model' else models).to_csv(paths['models'], index=False)
     tr = load_transcripts(run_dir)
-    keep = [c for c in ('model', 'benchmark', 'item', 'response') if c in tr.columns]
-    tr = tr[keep][tr['response'].notna()] if 'response' in tr.columns else tr[keep].iloc[:0]
+    tr = tr[[keep(m, b) for m, b in zip(tr['model'], tr['benchmark'])]] if len(tr) else tr
+    cols = [c for c in ('model', 'benchmark', 'item', 'response') if c in tr.columns]
+    tr = tr[cols][tr['response'].notna()] if 'response' in tr.columns else tr[cols].iloc[:0]
     atomic_parquet(tr.reset_index(drop=True), paths['responses'])
-    units = [dict(json.loads(f.read_text()), model=model_id_from_dir(f.parent.parent.name))
-             for f in sorted(Path(run_dir).glob('units/*/*/unit.json'))]
+    units = [u for f in sorted(Path(run_dir).glob('units/*/*/unit.json'))
+             for u in [dict(json.loads(f.read_text()), model=model_id_from_dir(f.parent.parent.name))] if keep(u['model'], u.get('benchmark'))]
     paths['units'] = dest/'units.csv'   # how long each unit took: the study's evaluation time, model by model
     pd.DataFrame([{k: u.get(k) for k in ('model', 'benchmark', 'n_items', 'seconds')} for u in units],
                  columns=['model', 'benchmark', 'n_items', 'seconds']).to_csv(paths['units'], index=False)
@@ -286,15 +294,25 @@ def judge2_cube_path(cube_path) -> Path:
     cube_path = Path(cube_path)
     return cube_path.with_name(f"{cube_path.stem}_{LearnedRefusalBackend.name}.nc")
 
+def study_sweeps(plan, # the study's `Plan` (`read_study`), or its TOML content as a dict
+                 path=None, # the plan file a dict came from
+                ) -> list:
+    "The committed cube of the study plan's `[sweep]` section (`safedrift sweep`), as a list: empty when it has none or it is not built yet."
+    raw = plan if isinstance(plan, dict) else plan.raw
+    if 'sweep' not in raw: return []
+    spec = parse_sweep(raw, path if isinstance(plan, dict) else plan.path)
+    return [load_cube(spec.cube)] if spec.cube is not None and spec.cube.exists() else []
+
 def report_study(cube, # the study's cube
                  export_dir, # its exported results (`export_study`): the responses give the coherence sections
                  path, # HTML file to write
                  *, judge_cube=None, # the second judge's cube, for the judge-sensitivity answer
+                 sweeps=(), # interpolation sweeps of the worst derivatives (`study_sweeps`), for the intervention answer
                  extra:list|None=None, title:str='Safety drift study', alpha:float=0.05, n_boot:int=2000,
                  coherence_boot:int|None=None, # resamples of the coherent-answers cube (default n_boot)
                 ) -> tuple:
     "Write the study's report (findings, coherence, `extra` sections, the drift report); returns (path, findings)."
-    f = study_findings(cube, judge_cube=judge_cube, judge_names=JUDGE_NAMES, alpha=alpha, n_boot=n_boot)
+    f = study_findings(cube, judge_cube=judge_cube, judge_names=JUDGE_NAMES, sweeps=sweeps, alpha=alpha, n_boot=n_boot)
     share = coherent = None
     resp = Path(export_dir)/'responses.parquet'
     if resp.exists():
@@ -329,7 +347,7 @@ def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study
         paths['judge2_items'], paths['judge2_cube'], judge_cube = j2['items'], judge2_cube_path(paths['cube']), j2['cube']
         save_cube(judge_cube, paths['judge2_cube'])
     paths['report'], _ = report_study(cube, paths['items'].parent, rel(study.get('report', Path(out)/'study_report.html')),
-                                      judge_cube=judge_cube, n_boot=n_boot)
+                                      judge_cube=judge_cube, sweeps=study_sweeps(plan), n_boot=n_boot)
     return dict(paths=paths, status=status, cube=cube, restored=restored, seconds=dict(evaluate=round(t_eval, 1), total=round(time.time() - t0, 1)))
 
 def cli_study(argv:list[str]) -> int:

@@ -81,3 +81,69 @@ def test_study_benchmarks_record_their_sampling():
         assert b.source and b.license, b.id
         n = len(b.items())
         assert n >= min(200, b.n_source_items or n) or b.id.startswith("domain-"), (b.id, n)
+
+
+SWEEP_ITEMS = project_data_dir() / "study" / "sweep"
+SWEEP_CUBE = project_data_dir() / "results" / "study_sweep_cube.nc"
+STUDY_CUBE = project_data_dir() / "results" / "study_cube.nc"
+
+
+def _sweep_section():
+    from safedrift_wb.common.validate import read_plan_toml
+    from safedrift_wb.interventions.sweep_plan import parse_sweep
+    return parse_sweep(read_plan_toml(STUDY), STUDY)
+
+
+def test_study_sweep_takes_each_bases_worst_derivative():
+    "The plan's interpolation sweep pulls back exactly the worst benign derivative of every base of the committed study."
+    from safedrift_wb.cube import load_cube
+    from safedrift_wb.findings import benign_cube, intervention_answer
+    spec = _sweep_section()
+    assert spec.items == SWEEP_ITEMS.resolve() and spec.cube == SWEEP_CUBE.resolve()
+    assert spec.alphas and all(0 < a < 1 for a in spec.alphas)
+    if not STUDY_CUBE.exists(): pytest.skip("the study cube is not committed")
+    worst = intervention_answer(benign_cube(load_cube(STUDY_CUBE))).groupby("base").worst.first()
+    assert sorted(worst) == sorted(spec.derivatives), worst.to_dict()
+
+
+@pytest.mark.skipif(SHARED is None, reason="../shared/data not found: the study plan's public benchmark files are not here")
+def test_study_sweep_reads_the_study_plan(tmp_path):
+    "A sweep of the study plan takes the study's models and benchmarks, and reuses the committed export for its end points."
+    from safedrift_wb.interventions.sweep_run import read_sweep, sweep_grid
+    plan, spec, _ = read_sweep(STUDY, data=SHARED)
+    study_plan, _ = read_study(STUDY, data=SHARED)
+    assert [m.id for m in plan.models] == [m.id for m in study_plan.models]
+    assert [b.id for b in plan.benchmarks] == [b.id for b in study_plan.benchmarks]
+    assert spec.reuse == (project_data_dir() / "study").resolve()
+    points, notes = sweep_grid(plan, spec, None, tmp_path, materialise=False)
+    new = [p for p in points if p.kind == "interpolate"]
+    assert len(new) == len(spec.derivatives) * len(spec.alphas) and {p.source for p in new} == {"scaled-adapter"}
+    rc, err = run("sweep", str(STUDY), "-o", str(tmp_path / "x"), "--dry-run")
+    assert rc == 2 and "pass --data DIR" in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.skipif(not SWEEP_CUBE.exists(), reason="the study's sweep is not committed")
+def test_committed_sweep_rebuilds_and_joins_the_findings():
+    "The committed sweep cube rebuilds from its committed items, and the intervention answer reads every grid point."
+    import numpy as np
+    from safedrift_wb.cube import build_cube, load_cube
+    from safedrift_wb.findings import benign_cube, intervention_answer
+    from safedrift_wb.study import load_study, study_sweeps
+    spec = _sweep_section()
+    kept = load_cube(SWEEP_CUBE)
+    items, models = load_study(SWEEP_ITEMS)
+    rebuilt = build_cube(items, models, n_boot=spec.n_boot, seed=spec.seed, ci_prob=spec.ci_prob)
+    for v in ("score", "drift", "safety_drift", "q_value"):
+        a, b = rebuilt[v].sel(model=kept.model), kept[v]
+        assert np.allclose(a.values, b.values, equal_nan=True), v
+    points = {f"{d}@a{a:g}" for d in spec.derivatives for a in spec.alphas}
+    assert points <= set(map(str, kept.model.values))
+    plan, _ = read_study(STUDY, data=SHARED) if SHARED else (None, None)
+    sweeps = study_sweeps(plan) if plan is not None else [kept]
+    assert len(sweeps) == 1
+    rows = intervention_answer(benign_cube(load_cube(STUDY_CUBE)), sweeps)
+    interp = rows[rows.intervention == "interpolation"]
+    for d in spec.derivatives:
+        mine = interp[interp.worst == d]
+        assert list(mine.level) == [1.0] + sorted(spec.alphas, reverse=True), (d, list(mine.level))
+        assert mine.n_below.ge(0).all() and mine.sentence.iloc[-1]

@@ -5,7 +5,7 @@ Markdown cells are copied; code cells become fenced Python blocks; cells marked 
 
 First, where the study's cube is committed (data/results/study_cube.nc), the block of nbs/index.ipynb between
 `<!-- study-findings -->` and `<!-- /study-findings -->` is rewritten from it (`safedrift_wb.findings.readme_findings`),
-so the README's findings table is always the cube's.
+so the README's findings table is always the cube's (and, where the study's sweep is committed, its summary too).
 """
 import json, re
 from pathlib import Path
@@ -17,6 +17,7 @@ def cell_source(c): return ''.join(c['source']) if isinstance(c['source'], list)
 
 FINDINGS = re.compile(r'(<!-- study-findings -->\n).*?(\n<!-- /study-findings -->)', re.S)
 STUDY_CUBE = root/'data'/'results'/'study_cube.nc'
+SWEEP_CUBE = root/'data'/'results'/'study_sweep_cube.nc'   # the study's interpolation sweep, when it is committed
 
 def fill_findings(nb:dict) -> bool:
     "Rewrite the study-findings block of the notebook's markdown from the committed study cube; whether it changed."
@@ -24,7 +25,8 @@ def fill_findings(nb:dict) -> bool:
     if not cells or not STUDY_CUBE.exists(): return False
     from safedrift_wb.cube import load_cube
     from safedrift_wb.findings import readme_findings
-    block = readme_findings(load_cube(STUDY_CUBE)).strip()
+    sweeps = [load_cube(SWEEP_CUBE)] if SWEEP_CUBE.exists() else []
+    block = readme_findings(load_cube(STUDY_CUBE), sweeps=sweeps).strip()
     changed = False
     for c in cells:
         new = FINDINGS.sub(lambda m: m.group(1) + block + m.group(2), cell_source(c))

@@ -16,7 +16,7 @@ __all__ = ['SWEEP_KEYS', 'SweepSpec', 'parse_sweep']
 
 # %% ../../nbs/67_sweep_plan.ipynb #f4c79a5f
 SWEEP_KEYS = {'derivatives': (list,), 'alphas': (list,), 'safety_shares': (list,), 'safe_lora': (list,), 'utility_limit': (int,),
-              'reuse': (str,), 'n_boot': (int,),
+              'reuse': (str,), 'items': (str,), 'cube': (str,), 'n_boot': (int,),
               'seed': (int,), 'ci_prob': (float, int)}
 
 @dataclass
@@ -27,7 +27,9 @@ class SweepSpec:
     safety_shares: list = field(default_factory=list)
     safe_lora: list = field(default_factory=list)
     utility_limit: int|None = None   # items per domain-utility benchmark (None: the plan's limit)
-    reuse: Path|None = None
+    reuse: Path|None = None          # run directory or exported study whose finished units are reused
+    items: Path|None = None          # folder receiving the sweep's item results, model table and responses (no prompts)
+    cube: Path|None = None           # a second place to write the sweep's cube (e.g. a committed results folder)
     n_boot: int = 2000
     seed: int = 0
     ci_prob: float = 0.95
@@ -61,13 +63,17 @@ def parse_sweep(
     shares = _grid(f"{where}.safety_shares", s['safety_shares'], 0, 1, False) if 'safety_shares' in s else []
     safel = _grid(f"{where}.safe_lora", s['safe_lora'], 0, 1, True) if 'safe_lora' in s else []
     base_dir = Path(path).resolve().parent if path else Path.cwd()
-    reuse = s.get('reuse')
-    if reuse is not None:
-        reuse = Path(reuse).expanduser()
-        reuse = reuse if reuse.is_absolute() else (base_dir/reuse).resolve()
+    def where_to(k):
+        v = s.get(k)
+        if v is None: return None
+        if not v.strip(): raise PlanError(f"{where}.{k}: an empty path")
+        v = Path(v).expanduser()
+        return v if v.is_absolute() else (base_dir/v).resolve()
+    reuse, items, cube = where_to('reuse'), where_to('items'), where_to('cube')
+    if cube is not None and cube.suffix != '.nc': raise PlanError(f"{where}.cube: a cube file ends in .nc, got {cube.name!r}")
     n_boot, ci = s.get('n_boot', 2000), float(s.get('ci_prob', 0.95))
     if s.get('utility_limit', 1) < 1: raise PlanError(f"{where}.utility_limit: must be a positive integer, got {s['utility_limit']}")
     if n_boot < 100: raise PlanError(f"{where}.n_boot: must be at least 100, got {n_boot}")
     check_number(ci, f"{where}.ci_prob", lo=0, hi=1, lo_open=True, hi_open=True, error=PlanError)
     check_number(s.get('seed', 0), f"{where}.seed", lo=0, integer=True, error=PlanError)
-    return SweepSpec(derivatives=list(ders), alphas=alphas, safety_shares=shares, safe_lora=safel, utility_limit=s.get('utility_limit'), reuse=reuse, n_boot=n_boot, seed=s.get('seed', 0), ci_prob=ci)
+    return SweepSpec(derivatives=list(ders), alphas=alphas, safety_shares=shares, safe_lora=safel, utility_limit=s.get('utility_limit'), reuse=reuse, items=items, cube=cube, n_boot=n_boot, seed=s.get('seed', 0), ci_prob=ci)

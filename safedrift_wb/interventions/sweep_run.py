@@ -23,6 +23,7 @@ from ..common.versions import versions
 from ..schema import ancestry
 from ..cube import build_cube, save_cube
 from ..runs import ModelSpec, eval_model, run_lock, load_run, parse_plan, stored_key, unit_dir
+from ..runs.workers import default_workers, evaluate_local
 from ..finetune.corpora import corpus_path
 from ..finetune.plan import FinetunePlan, adapter_digest, parse_finetune, weights_digest
 from ..finetune.train import finetune, resolve_base
@@ -32,12 +33,13 @@ from .sweep_plan import SweepSpec, parse_sweep
 
 # %% auto #0
 __all__ = ['read_sweep', 'GridPoint', 'point_id', 'lora_on_base', 'recipe_hash', 'mix_point', 'sweep_grid', 'grid_table',
-           'SweepResult', 'sweep', 'format_grid', 'cli_sweep']
+           'SweepResult', 'reuse_units', 'sweep', 'format_grid', 'cli_sweep']
 
 # %% ../../nbs/68_sweep_run.ipynb #194fa55a
 def read_sweep(
     plan, # plan file, or its TOML content as a dict
     path=None, # the plan file a dict came from (for relative paths and messages)
+    *, data=None, # a study plan's folder of public benchmark files ($SAFEDRIFT_DATA)
 ):
     "(evaluation `Plan`, `SweepSpec`, `FinetunePlan` or None) of a plan with a `[sweep]` section."
     if isinstance(plan, dict): raw = plan
@@ -45,14 +47,21 @@ def read_sweep(
         raw, path = read_plan_toml(plan), Path(plan)
     spec = parse_sweep(raw, path)
     ft = None
-    if 'finetune' in raw:
+    if 'study' in raw:   # a study plan: models from its fine-tuning plans; without `reuse`, units from its committed export
+        from safedrift_wb.study import parse_study   # the study module builds on this one: imported when used
+        plan, study = parse_study(raw, path, data=data)
+        ft = parse_finetune(raw, path) if 'finetune' in raw else None
+        if spec.reuse is None and isinstance(study.get('items'), str):
+            items = Path(study['items'])
+            spec = dataclasses.replace(spec, reuse=items if items.is_absolute() else ((Path(path).resolve().parent if path else Path.cwd())/items).resolve())
+    elif 'finetune' in raw:
         ft = parse_finetune(raw, path)
         if not raw.get('models'):
             ms = eval_models(ft)
             if not any(m.get('base') for m in ms):
                 raise PlanError(f"{path or 'plan'}: no [[models]], and no trained adapter of the [finetune] section in {ft.output}")
             raw = {**raw, 'models': ms}
-    plan = parse_plan(raw, path)
+    if 'study' not in raw: plan = parse_plan(raw, path)
     ids = {m.id: m for m in plan.models}
     for i, d in enumerate(spec.derivatives):
         if d not in ids: raise PlanError(f"{path or 'plan'}: [sweep].derivatives[{i}]: {d!r} is not a model of the plan (models: {', '.join(ids)})")
@@ -242,6 +251,17 @@ def _copy_units(src:Path|None, dst:Path, ids):
             shutil.copytree(u.parent, target); n += 1
     return n
 
+def reuse_units(src, # run directory, or a folder written by `export_study`
+                dst:Path, # the sweep's run directory
+                ids, # model ids whose units to bring
+               ) -> int:
+    "Bring the finished units of models `ids` into run directory `dst`: copied from a run directory, rebuilt from an exported study."
+    if src is None: return 0
+    if (Path(src)/'units.jsonl').is_file():
+        from safedrift_wb.study import restore_run   # the study module builds on this one: imported when used
+        return restore_run(src, dst, models=set(ids))
+    return _copy_units(src, dst, ids)
+
 def _model_rows(points, specs, plan) -> pd.DataFrame:
     "The sweep's model table: lineage, plan metadata, and the coordinates alpha, safety_mix, sweep_of."
     t = plan.model_table()
@@ -267,9 +287,13 @@ def sweep(
     force:bool=False, # re-evaluate units whose stored result has the same key
     device:str='cpu', # device for training safety-share adapters
     path=None, # the plan file a dict came from
+    workers:int|None=None, # local processes evaluating the grid's models side by side (None or 1: this process)
+    data=None, # a study plan's folder of public benchmark files
 ) -> SweepResult:
     "Evaluate the intervention grid of a plan into `out/run/` and build `out/cube.nc`."
-    plan, spec, ft = plan if isinstance(plan, tuple) else read_sweep(plan, path)
+    plan, spec, ft = plan if isinstance(plan, tuple) else read_sweep(plan, path, data=data)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UsageError(f"workers must be a positive integer, got {workers!r}")
     if only:
         bad = [d for d in only if d not in spec.derivatives]
         if bad: raise UsageError(f"--only {bad[0]}: not a derivative of the [sweep] section ({', '.join(spec.derivatives)})")
@@ -291,19 +315,21 @@ def sweep(
         models.to_csv(run_dir/'models.csv.tmp', index=False); os.replace(run_dir/'models.csv.tmp', run_dir/'models.csv')
         grid.reset_index().to_csv(out/'grid.csv', index=False)
         reuse = spec.reuse if spec.reuse is not None else plan.output
-        copied = _copy_units(reuse, run_dir, [p.id for p in points if p.source == 'plan'])
+        copied = reuse_units(reuse, run_dir, [p.id for p in points])
         recs = []
         ulimit = spec.utility_limit or plan.limit
-        for p in points:
-            s = p.spec if p.spec is not None else specs[p.id]
-            util = [b for b in benches[p.id] if b.category == 'domain-utility']
-            parts = [(benches[p.id], plan.limit)] if ulimit == plan.limit else \
-                    [([b for b in benches[p.id] if b.category != 'domain-utility'], plan.limit), (util, ulimit)]
-            for bs, lim in parts:
-                if not bs: continue
-                for r in eval_model(s, bs, run_dir, limit=lim, generation=plan.generation, judge_options=plan.judges,
-                                    progress=progress, force=force):
-                    recs.append(dict(r, kind=p.kind, derivative=p.derivative))
+        is_util = lambda b: b.category == 'domain-utility'
+        parts = [(plan.limit, {p.id: benches[p.id] for p in points})] if ulimit == plan.limit else \
+                [(plan.limit, {p.id: [b for b in benches[p.id] if not is_util(b)] for p in points}),
+                 (ulimit, {p.id: [b for b in benches[p.id] if is_util(b)] for p in points})]
+        of = {p.id: p for p in points}
+        for lim, bmap in parts:
+            kw = dict(limit=lim, generation=plan.generation, judge_options=plan.judges, force=force)
+            pspecs = [p.spec if p.spec is not None else specs[p.id] for p in points if bmap[p.id]]
+            if workers and workers > 1 and len(pspecs) > 1:
+                got = evaluate_local(dataclasses.replace(plan, models=pspecs), run_dir, min(workers, len(pspecs)), kw, progress, benchmarks=bmap)
+            else: got = [r for s in pspecs for r in eval_model(s, bmap[s.id], run_dir, progress=progress, **kw)]
+            recs += [dict(r, kind=of[r['model']].kind, derivative=of[r['model']].derivative) for r in got]
         status = pd.DataFrame(recs)
         atomic_write(run_dir/'manifest.json', json.dumps(dict(
             plan=str(plan.path) if plan.path else None, plan_content=plan.raw, created=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
@@ -324,6 +350,10 @@ def sweep(
                                      grid=grid.reset_index()[['model', 'derivative', 'kind', 'alpha', 'safety_mix', 'safe_lora', 'source']].to_dict('records')))
         cube = build_cube(items, mt, n_boot=spec.n_boot, seed=spec.seed, ci_prob=spec.ci_prob, provenance=prov)
         save_cube(cube, out/'cube.nc')
+        if spec.cube is not None: save_cube(cube, spec.cube)
+        if spec.items is not None:   # the results to commit: item values, model table, responses, unit records (no prompts)
+            from safedrift_wb.study import export_study   # imported when used, as above
+            export_study(run_dir, spec.items, benchmarks=plan.benchmarks, units=want)
     return SweepResult(out=out, grid=grid, status=status, cube=cube, notes=notes + [f"FAILED {r.model} / {r.benchmark}: {r.error}" for r in failed.itertuples()])
 
 
@@ -335,12 +365,14 @@ def format_grid(grid:pd.DataFrame) -> str:
     return g.to_string(index=False, na_rep='')
 
 def cli_sweep(argv:list[str]) -> int:
-    "safedrift sweep PLAN.toml -o DIR [--limit N] [--only DERIV] [--dry-run]"
+    "safedrift sweep PLAN.toml -o DIR [--data DIR] [--limit N] [--only DERIV] [--workers N] [--dry-run]"
     p = command_parser('sweep', 'Evaluate intervention grids (interpolation alpha, safety-data share) of a plan\'s [sweep] section as a cube.')
     p.add_argument('plan', help='plan file (TOML) with a [sweep] section')
     p.add_argument('-o', '--out', required=True, help='sweep directory: run/, adapters/, models/, grid.csv, cube.nc')
     p.add_argument('--limit', type=int, help='at most this many items per benchmark (overrides the plan)')
     p.add_argument('--only', action='append', metavar='DERIV', help='sweep only this derivative (repeatable)')
+    p.add_argument('--data', help="folder of public benchmark files, named $SAFEDRIFT_DATA in a study plan")
+    p.add_argument('--workers', type=int, help='local processes evaluating grid points side by side (default: one per GPU, or two on a CPU with two or more cores)')
     p.add_argument('--device', default='cpu', help='device for training safety-share adapters (default cpu)')
     p.add_argument('--force', action='store_true', help='re-evaluate finished units')
     p.add_argument('--dry-run', action='store_true', help='print the grid; build, train and evaluate nothing')
@@ -349,8 +381,9 @@ def cli_sweep(argv:list[str]) -> int:
         a = parse(p, argv)
         if a is None: return 0
         if a.limit is not None and a.limit < 1: raise UsageError('--limit must be a positive integer')
+        if a.workers is not None and a.workers < 1: raise UsageError('--workers must be a positive integer')
         check_output_path(a.out, 'sweep directory', folder=True)
-        parts = read_sweep(a.plan)
+        parts = read_sweep(a.plan, data=a.data)
         if a.dry_run:
             plan, spec, ft = parts
             if a.only: spec = dataclasses.replace(spec, derivatives=[d for d in spec.derivatives if d in a.only])
@@ -359,7 +392,8 @@ def cli_sweep(argv:list[str]) -> int:
             for n in notes: print('note:', n)
             return 0
         t = time.time()
-        res = sweep(parts, a.out, limit=a.limit, only=a.only, progress=not a.no_progress, force=a.force, device=a.device)
+        workers = a.workers if a.workers is not None else default_workers(len(parts[0].models))
+        res = sweep(parts, a.out, limit=a.limit, only=a.only, progress=not a.no_progress, force=a.force, device=a.device, workers=workers)
     except (UsageError, SchemaError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         print(f"safedrift sweep: error: {e}", file=sys.stderr)
         return 2

@@ -76,15 +76,20 @@ def eval_in_worker(spec, benches, out, kw):
     return eval_model(spec, benches, out, progress=False, on_unit=q.put if q is not None else None, **kw)
 
 # %% ../../nbs/54_workers.ipynb #7ac76df4
-def evaluate_local(plan:Plan, out:Path, workers:int, kw:dict, progress:bool, _run=None) -> list[dict]:
+def evaluate_local(plan:Plan, out:Path, workers:int, kw:dict, progress:bool, _run=None,
+                   benchmarks:dict|None=None, # benchmarks per model id, where models differ (default: the plan's for every model)
+                  ) -> list[dict]:
     """Models of `plan` on `workers` spawned local processes, one model at a time each; units counted as they finish.
     A process that dies (killed, out of memory) breaks the pool: the models it took down are retried one at a time,
     each in a fresh process, resuming from their checkpoints, and a model whose process dies again fails alone."""
     ctx, run = mp.get_context('spawn'), _run or eval_in_worker
+    bench_of = {m.id: list(benchmarks[m.id]) if benchmarks is not None and m.id in benchmarks else list(plan.benchmarks) for m in plan.models}
     n_gpu = cuda_count()
     threads = max(1, (os.cpu_count() or 1) // workers) if n_gpu == 0 else 1
-    queue, counter, recs, packed = ctx.Queue(), ctx.Value('i', 0), {}, pack_benchmarks(plan.benchmarks)
-    bar = tqdm(total=len(plan.models) * len(plan.benchmarks), desc=f'units ({workers} processes x {threads} threads)',
+    queue, counter, recs = ctx.Queue(), ctx.Value('i', 0), {}
+    packs = {}   # one packing per distinct benchmark list
+    packed = {m: packs.setdefault(tuple(id(b) for b in bs), pack_benchmarks(bs) if bs else None) for m, bs in bench_of.items()}
+    bar = tqdm(total=sum(map(len, bench_of.values())), desc=f'units ({workers} processes x {threads} threads)',
                unit='unit', disable=not progress, dynamic_ncols=True)
     def drain():
         while True:
@@ -95,7 +100,7 @@ def evaluate_local(plan:Plan, out:Path, workers:int, kw:dict, progress:bool, _ru
         "Results by model id, and the models whose process died."
         res, died = {}, []
         with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(counter, threads, n_gpu, queue, os.getpid())) as ex:
-            futs = {ex.submit(run, m, packed, str(out), kw): m for m in models}
+            futs = {ex.submit(run, m, packed[m.id], str(out), kw): m for m in models}
             pending = set(futs)
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -108,7 +113,8 @@ def evaluate_local(plan:Plan, out:Path, workers:int, kw:dict, progress:bool, _ru
     gen = dict(DEFAULT_GENERATION, **(kw.get('generation') or {}))
     todo = []
     for m in plan.models:  # models with nothing to run (all stored, or failing setup) are answered without a process
-        done, units, _ = plan_units(m, plan.benchmarks, out, limit=kw.get('limit'), gen=gen,
+        if not bench_of[m.id]: recs[m.id] = []; continue
+        done, units, _ = plan_units(m, bench_of[m.id], out, limit=kw.get('limit'), gen=gen,
                                     judge_options=kw.get('judge_options'), force=kw.get('force', False))
         if units: todo.append(m)
         else: recs[m.id] = done; bar.update(len(done))
@@ -120,7 +126,7 @@ def evaluate_local(plan:Plan, out:Path, workers:int, kw:dict, progress:bool, _ru
             recs.update(res)
             for m2, e in again:
                 recs[m2.id] = [dict(model=m2.id, benchmark=b.id, status='failed', stage='worker',
-                                    error=f"worker process died: {type(e).__name__}: {e}".splitlines()[0][:500]) for b in plan.benchmarks]
+                                    error=f"worker process died: {type(e).__name__}: {e}".splitlines()[0][:500]) for b in bench_of[m2.id]]
     finally: bar.close()
     return [r for m in plan.models for r in recs[m.id]]
 
