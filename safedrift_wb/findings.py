@@ -271,14 +271,15 @@ def interpolation_summary(answer:pd.DataFrame, # `intervention_answer` with swee
     rows = []
     it = answer[answer.intervention == 'interpolation'] if len(answer) else answer
     for (base, d), g in (it.groupby(['base', 'worst'], sort=True) if len(it) else ()):
-        g = g.sort_values('level', ascending=False)
+        g = g.drop_duplicates('model').sort_values('level', ascending=False)   # a model in two sweeps counts once
         ok = g[g.n_below == 0]
         first = ok.iloc[0] if len(ok) else None
         rows.append(dict(base=base, derivative=d, levels=list(g.level), cells_below=[int(x) for x in g.n_below],
+                         mean_safety_drift=[float(x) for x in g.mean_safety_drift], utility=[float(x) for x in g.utility_drift],
                          restores_at=float(first.level) if first is not None else np.nan,
                          utility_cost=float(first.utility_cost) if first is not None and pd.notna(first.utility_cost) else np.nan,
                          utility_drift=float(g.utility_drift.iloc[0])))
-    return pd.DataFrame(rows, columns=['base', 'derivative', 'levels', 'cells_below', 'restores_at', 'utility_cost', 'utility_drift'])
+    return pd.DataFrame(rows, columns=['base', 'derivative', 'levels', 'cells_below', 'mean_safety_drift', 'utility', 'restores_at', 'utility_cost', 'utility_drift'])
 
 def interpolation_markdown(summary:pd.DataFrame, # `interpolation_summary`
                           ) -> str:
@@ -286,12 +287,14 @@ def interpolation_markdown(summary:pd.DataFrame, # `interpolation_summary`
     if not len(summary): return ''
     lv = summary.levels.iloc[0]
     head = ' → '.join(f"{x:g}" for x in lv)
-    L = [f"| base | worst derivative | safety cells below the base at alpha {head} | largest alpha with none below | utility cost there (points) |",
-         '| --- | --- | --- | --- | --- |']
+    pts = lambda v: '–' if not np.isfinite(v) else f"{100 * v:+.1f}"
+    L = [f"| base | worst derivative | safety cells below the base at alpha {head} | mean safety drift, points (alpha {lv[0]:g} → {lv[-1]:g}) | "
+         f"domain utility drift, points (alpha {lv[0]:g} → {lv[-1]:g}) | largest alpha with none below (utility cost) |",
+         '| --- | --- | --- | --- | --- | --- |']
     for r in summary.itertuples():
-        at = 'none on the grid' if not np.isfinite(r.restores_at) else f"{r.restores_at:g}" + (' (the base)' if r.restores_at == 0 else '')
-        cost = '–' if not np.isfinite(r.utility_cost) else f"{100 * r.utility_cost:+.1f}"
-        L.append(f"| {r.base} | {r.derivative} | {' → '.join(map(str, r.cells_below))} | {at} | {cost} |")
+        at = 'none on the grid' if not np.isfinite(r.restores_at) else f"{r.restores_at:g} ({pts(r.utility_cost)})"
+        L.append(f"| {r.base} | {r.derivative} | {' → '.join(map(str, r.cells_below))} | {pts(r.mean_safety_drift[0])} → {pts(r.mean_safety_drift[-1])} | "
+                 f"{pts(r.utility[0])} → {pts(r.utility[-1])} | {at} |")
     return '\n'.join(L)
 
 

@@ -60,15 +60,22 @@ def folder_digests(folder:Path, gguf_file:str|None) -> dict:
             "chat_template_sha256": files_sha256([f for g in _TEMPLATE_GLOBS for f in folder.glob(g) if f.is_file()]),
             "code_sha256": files_sha256(folder.glob("*.py"))}
 
+# JSON files of an adapter folder whose keys name paths: the adapter's config names its base, and the notes that
+# intervention grids write beside the adapters they derive (a scaled adapter, a Safe LoRA projection) name their
+# source; the contents those paths lead to are identified by their own digests
+_PATH_KEYS = {"adapter_config.json": ("base_model_name_or_path",), "safedrift_scaled.json": ("source",), "safe_lora.json": ("source",)}
+
 def adapter_files_sha256(folder) -> str:
-    """One digest of a PEFT adapter folder: its files but README.md, with adapter_config.json read as JSON without
-    `base_model_name_or_path` (the base is identified by its own files), so a moved adapter keeps its digest."""
+    """One digest of a PEFT adapter folder: its files but README.md, with the JSON files of `_PATH_KEYS` read without
+    the keys that name paths (`base_model_name_or_path`; a derived adapter's `source`), so a moved adapter, or one
+    derived again from a moved checkout, keeps its digest."""
     parts = []
     for f in sorted(p for p in Path(folder).iterdir() if p.is_file() and p.name != "README.md"):
-        if f.name == "adapter_config.json":
+        if f.name in _PATH_KEYS:
             try: cfg = json.loads(f.read_text(encoding="utf-8"))
             except ValueError as e: raise ValueError(f"{f}: not valid JSON: {e}") from None
-            if isinstance(cfg, dict): cfg.pop("base_model_name_or_path", None)
+            if isinstance(cfg, dict):
+                for k in _PATH_KEYS[f.name]: cfg.pop(k, None)
             d = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
         else: d = file_sha256(f)
         parts.append(f"{f.name}:{d}\n")
