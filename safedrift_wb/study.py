@@ -324,14 +324,16 @@ def report_study(cube, # the study's cube
 def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study`, and the run directory
               *, base_dir:Path, # folder of the study plan ([study] paths are relative to it)
               data=None, # folder of public benchmark files: with XSTest's labelled completions, a second judge runs too
-              workers='auto', progress:bool=True, n_boot:int=2000) -> dict:
+              workers='auto', progress:bool=True, n_boot:int=2000,
+              restore:bool=True, # first rebuild the units the committed export holds (False: evaluate them again, e.g. to time the study)
+             ) -> dict:
     "Evaluate the study (resumable), export its item results and write its cube (and the second judge's); returns paths, status and timings."
     t0 = time.time()
     if workers == 'auto': workers = default_workers(len(plan.models))
     rel = lambda p: Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
     Path(out).mkdir(parents=True, exist_ok=True)
     with run_lock(out):   # the committed results first: only what they lack is evaluated
-        restored = restore_run(rel(study.get('items', Path(out)/'export')), out, models={m.id for m in plan.models})
+        restored = restore_run(rel(study.get('items', Path(out)/'export')), out, models={m.id for m in plan.models}) if restore else 0
     status = evaluate(plan, out, workers=None if workers in (None, 1) else workers, progress=progress)
     t_eval = time.time() - t0
     pred = pd.concat([study_predictors(plan, progress=progress), study_base_perplexity(plan, study, base_dir, progress=progress),
@@ -360,6 +362,7 @@ def cli_study(argv:list[str]) -> int:
     p.add_argument('--limit', type=int, help='at most this many items per benchmark (a quick slice)')
     p.add_argument('--workers', type=int, help="local worker processes (default: one per two cores, at most the models)")
     p.add_argument('--export-only', action='store_true', help='write the export of the units finished so far (no evaluation, predictors or cube), to commit a long run as it goes')
+    p.add_argument('--no-restore', action='store_true', help='evaluate the units the committed results already hold as well, in a run directory of its own (to time or reproduce the whole study)')
     p.add_argument('--no-progress', action='store_true')
     a = parse(p, argv)
     if a is None: return 0
@@ -383,7 +386,8 @@ def cli_study(argv:list[str]) -> int:
         n = sum(1 for l in paths['records'].read_text().splitlines() if l.strip())
         print(f"exported {n} finished units of {len(plan.models)*len(plan.benchmarks)}\n" + '\n'.join(f"wrote {v}" for v in paths.values()))
         return 0
-    res = run_study(plan, study, Path(out), base_dir=path.resolve().parent, data=a.data, workers=a.workers or 'auto', progress=not a.no_progress)
+    res = run_study(plan, study, Path(out), base_dir=path.resolve().parent, data=a.data, workers=a.workers or 'auto', progress=not a.no_progress,
+                    restore=not a.no_restore)
     if res['restored']: print(f"{res['restored']} units restored from the committed results")
     print(format_status(res['status']))
     c = res['cube']

@@ -316,6 +316,8 @@ def sweep(
         grid.reset_index().to_csv(out/'grid.csv', index=False)
         reuse = spec.reuse if spec.reuse is not None else plan.output
         copied = reuse_units(reuse, run_dir, [p.id for p in points])
+        if spec.items is not None and spec.items != reuse:   # the sweep's own committed results are a run store as well
+            copied += reuse_units(spec.items, run_dir, [p.id for p in points])
         recs = []
         ulimit = spec.utility_limit or plan.limit
         is_util = lambda b: b.category == 'domain-utility'
