@@ -7,23 +7,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .common.args import command_parser, parse
 from .common.errors import PlanError, UsageError
-from .common.io import atomic_parquet, atomic_write, check_keys
-from .common.validate import check_output_path, model_id_from_dir, read_plan_toml
+from .common.io import atomic_parquet
+from .common.validate import check_output_path, read_plan_toml
 from .cube import build_cube, load_cube, save_cube
 from .interventions.sweep_plan import parse_sweep
 from tqdm.auto import tqdm
 from . import finetune as finetune_pkg   # its training half (torch) loads when first used
-from .finetune import eval_models, read_finetune
+from .finetune import read_finetune
 from .finetune.predictors import PREDICTOR_FAMILIES, layer_type, lora_deltas, predictor_table, read_weights
-from .runs import evaluate, format_status, load_run, load_transcripts, parse_plan
-from .runs.store import read_models_csv, stored_key, unit_dir
+from .runs import evaluate, format_status, load_run, load_transcripts
 from .runs.lock import run_lock
 from .runs.workers import default_workers
 from .judges import RefusalJudge
@@ -31,175 +29,18 @@ from .judges.rejudge import rejudge, swap_judged
 from .findings import coherence_answer, coherent_summary, study_findings, write_study_report
 from .judges.learned import LearnedRefusalBackend
 from .common.paths import project_data_dir
+from .finetune.study_plan import STUDY_KEYS, study_models, parse_study, read_study
+from .runs.export import ITEM_COLUMNS, BENCH_COLUMNS, export_study, restore_run, load_study
 from .engine import load_model
 
 # %% auto #0
-__all__ = ['STUDY_KEYS', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'JUDGE_NAMES', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_models',
-           'parse_study', 'read_study', 'export_study', 'restore_run', 'load_study', 'study_predictors',
-           'study_base_perplexity', 'model_architecture', 'study_architectures', 'second_judge', 'judge2_cube_path',
-           'study_sweeps', 'report_study', 'run_study', 'cli_study', 'study_plan_path', 'slice_plan', 'compare_slice']
+__all__ = ['JUDGE_NAMES', 'SLICE_MODELS', 'SLICE_LIMIT', 'study_predictors', 'study_base_perplexity', 'model_architecture',
+           'study_architectures', 'second_judge', 'judge2_cube_path', 'study_sweeps', 'report_study', 'run_study',
+           'cli_study', 'study_plan_path', 'slice_plan', 'compare_slice', 'STUDY_KEYS', 'study_models', 'parse_study',
+           'read_study', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'export_study', 'restore_run', 'load_study']
 
-# %% ../nbs/96_study.ipynb #a6ddc3d3
-STUDY_KEYS = {'plans': (list,), 'exclude': (list,), 'items': (str,), 'cube': (str,), 'report': (str,)}
-
-def _same(a:dict, b:dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in ('path', 'adapter', 'base'))
-
-def study_models(study:dict, # the plan's [study] table
-                 base_dir:Path, # folder of the study plan (relative paths start there)
-                 where:str='plan', # how to name the plan in errors
-                ) -> list[dict]:
-    "`[[models]]` entries of a study: roots and trained adapters of its fine-tuning plans, minus the excluded ones."
-    if not study.get('plans'): raise PlanError(f"{where}: [study].plans: name at least one fine-tuning plan")
-    models, seen, known = [], {}, set()
-    for i, p in enumerate(study['plans']):
-        if not isinstance(p, str) or not p: raise PlanError(f"{where}: [study].plans[{i}]: expected a path, got {p!r}")
-        fp = Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
-        if not fp.exists(): raise PlanError(f"{where}: [study].plans[{i}]: not found: {fp}")
-        ft = read_finetune(fp)
-        known |= set(ft.model_table().index)
-        for m in eval_models(ft, skip=study.get('exclude', ())):
-            if m['id'] in seen:
-                if not _same(seen[m['id']], m): raise PlanError(f"{where}: model {m['id']!r} is defined differently by two plans ({fp.name} and an earlier one)")
-                continue
-            seen[m['id']] = m; models.append(m)
-    exclude = study.get('exclude', [])
-    unknown = sorted(set(exclude) - known)
-    if unknown: raise PlanError(f"{where}: [study].exclude: no model called {', '.join(map(repr, unknown))}")
-    out = []
-    for m in models:
-        if m['id'] in exclude: continue
-        if m.get('base') in exclude: m = dict(m, base='', meta={**m.get('meta', {}), 'trained_from': m['base']})
-        out.append(m)
-    return out
-
-# %% ../nbs/96_study.ipynb #2d7c5d67
-_VAR = re.compile(r'\$(\w+|\{\w+\})')
-
-def _expand(where:str, path:str, data) -> str:
-    env = dict(os.environ, **({'SAFEDRIFT_DATA': str(Path(data).resolve())} if data else {}))
-    left = [v.strip('{}') for v in _VAR.findall(path) if v.strip('{}') not in env]
-    if left: raise PlanError(f"{where}: path {path!r} uses ${left[0]}, which is not set; pass --data DIR (the folder holding the public benchmark files)"
-                             if left[0] == 'SAFEDRIFT_DATA' else f"{where}: path {path!r} uses ${left[0]}, which is not set")
-    return _VAR.sub(lambda m: env[m.group(1).strip('{}')], path)
-
-def parse_study(raw:dict, # the study plan's TOML content
-                path=None, # the file it came from
-                *, data=None, # folder of public benchmark files ($SAFEDRIFT_DATA)
-               ) -> tuple:
-    "A study plan as an evaluation `Plan`, and its `[study]` table."
-    name = str(path) if path else 'plan'
-    base_dir = Path(path).resolve().parent if path else Path.cwd()
-    raw = {k: v for k, v in raw.items() if k != 'finetune'}
-    study = raw.pop('study', None)
-    if not isinstance(study, dict): raise PlanError(f"{name}: no [study] table (a study plan names its fine-tuning plans there)")
-    check_keys(f"{name}: [study]", study, STUDY_KEYS)
-    if raw.get('models'): raise PlanError(f"{name}: a study plan takes its models from [study].plans; remove [[models]]")
-    raw['models'] = study_models(study, base_dir, name)
-    if not raw['models']: raise PlanError(f"{name}: no models: train the plans first (safedrift finetune PLAN)")
-    b = dict(raw.get('benchmarks', {}))
-    if isinstance(b.get('load'), list):
-        b['load'] = [dict(s, path=_expand(f"{name}: [benchmarks].load[{i}]", s['path'], data)) if isinstance(s, dict) and isinstance(s.get('path'), str) else s
-                     for i, s in enumerate(b['load'])]
-        raw['benchmarks'] = b
-    return parse_plan(raw, path), study
-
-def read_study(path, *, data=None, limit:int|None=None) -> tuple:
-    "Read a study plan file: (`Plan`, `[study]` table)."
-    plan, study = parse_study(read_plan_toml(path), Path(path), data=data)
-    if limit is not None:
-        if limit < 1: raise UsageError('--limit must be a positive integer')
-        plan.limit = limit
-    return plan, study
-
-# %% ../nbs/96_study.ipynb #1f1bf219
-ITEM_COLUMNS = ['model', 'benchmark', 'item', 'metric', 'value', 'judge', 'category', 'cluster']
-BENCH_COLUMNS = {'source': 'source', 'licence': 'license', 'n_source_items': 'n_source_items', 'sampling': 'sampling'}   # column -> Benchmark field
-
-def export_study(run_dir, # the study's run directory
-                 dest, # folder receiving items.parquet, models.csv and responses.parquet
-                 predictors:pd.DataFrame|None=None, # columns to add to the model table, indexed by model (`study_predictors`)
-                 benchmarks:list|None=None, # the plan's Benchmark objects: their source, licence and sampling go with the items
-                 units=None, # only these (model, benchmark) units (default: every unit of the run)
-                ) -> dict:
-    "Write the run's item results, model table and responses (no prompts) to `dest`; return the paths."
-    items, models, prov = load_run(run_dir)
-    keep = (lambda m, b: True) if units is None else (lambda m, b, u=set(units): (m, b) in u)
-    items = items[[keep(m, b) for m, b in zip(items['model'], items['benchmark'])]]
-    if units is not None:
-        mids = set(items['model'])
-        models = models[models.index.isin(mids)] if models.index.name == 'model' else models[models['model'].isin(mids)]
-    for col, attr in BENCH_COLUMNS.items():   # the cube's benchmark coordinates then say how each benchmark was drawn
-        meta = {b.id: getattr(b, attr, None) for b in benchmarks or []}
-        if meta: items[col] = items['benchmark'].map({k: v for k, v in meta.items() if v is not None})
-    if predictors is not None and len(predictors):
-        if models.index.name != 'model': models = models.set_index('model')
-        models = models.join(predictors[[c for c in predictors.columns if c not in models.columns]])
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
-    items = items.reindex(columns=ITEM_COLUMNS + [c for c in BENCH_COLUMNS if c in items.columns]).fillna({'cluster': '', 'judge': ''})
-    paths = {'items': dest/'items.parquet', 'models': dest/'models.csv', 'responses': dest/'responses.parquet'}
-    atomic_parquet(items, paths['items'])
-    (models.reset_index() if models.index.name == 'model' else models).to_csv(paths['models'], index=False)
-    tr = load_transcripts(run_dir)
-    tr = tr[[keep(m, b) for m, b in zip(tr['model'], tr['benchmark'])]] if len(tr) else tr
-    cols = [c for c in ('model', 'benchmark', 'item', 'response') if c in tr.columns]
-    tr = tr[cols][tr['response'].notna()] if 'response' in tr.columns else tr[cols].iloc[:0]
-    atomic_parquet(tr.reset_index(drop=True), paths['responses'])
-    units = [u for f in sorted(Path(run_dir).glob('units/*/*/unit.json'))
-             for u in [dict(json.loads(f.read_text()), model=model_id_from_dir(f.parent.parent.name))] if keep(u['model'], u.get('benchmark'))]
-    paths['units'] = dest/'units.csv'   # how long each unit took: the study's evaluation time, model by model
-    pd.DataFrame([{k: u.get(k) for k in ('model', 'benchmark', 'n_items', 'seconds')} for u in units],
-                 columns=['model', 'benchmark', 'n_items', 'seconds']).to_csv(paths['units'], index=False)
-    paths['records'] = dest/'units.jsonl'   # each unit's record (its key): with the items and responses, the run store again
-    atomic_write(paths['records'], ''.join(json.dumps(u, sort_keys=True) + '\n' for u in units))
-    return paths
-
-def restore_run(export_dir, # folder written by `export_study`
-                run_dir, # run directory to fill
-                *, models=None, # only these models (default: all exported)
-               ) -> int:
-    """Rebuild in `run_dir` the finished units of an exported study that it lacks: item values, responses (the prompt
-    text is not kept) and each unit's record, so that `evaluate` resumes from the committed results instead of
-    computing them again. A unit the run has finished is never replaced, whatever its key (`evaluate` decides whether
-    it is current); a half-done one (items checkpointed, no record) is. Returns the number of units written."""
-    d = Path(export_dir)
-    if not (d/'units.jsonl').exists() or not (d/'items.parquet').exists(): return 0
-    recs = [json.loads(l) for l in (d/'units.jsonl').read_text(encoding='utf-8').splitlines() if l.strip()]
-    items = pd.read_parquet(d/'items.parquet')
-    resp = pd.read_parquet(d/'responses.parquet') if (d/'responses.parquet').exists() else pd.DataFrame(columns=['model', 'benchmark', 'item', 'response'])
-    by_unit = dict(iter(items.groupby(['model', 'benchmark'], sort=False)))
-    resp_of = dict(iter(resp.groupby(['model', 'benchmark'], sort=False)))
-    n = 0
-    for r in recs:
-        m, b = r.get('model'), r.get('benchmark')
-        if (models is not None and m not in models) or (m, b) not in by_unit: continue
-        udir = unit_dir(run_dir, m, b)
-        if stored_key(udir) is not None: continue   # finished in the run: keep it, even if the export holds another key
-        it = by_unit[(m, b)]
-        cols = ['item', 'metric', 'value', 'judge'] + (['cluster'] if it['cluster'].ne('').any() else [])
-        rows = it[cols].reset_index(drop=True)
-        if udir.exists(): shutil.rmtree(udir)
-        udir.mkdir(parents=True)
-        atomic_parquet(rows, udir/'items.parquet')
-        values = rows.pivot_table(index='item', columns='metric', values='value', sort=False)
-        if r.get('task') == 'generate':
-            rs = resp_of.get((m, b), pd.DataFrame(columns=['item', 'response']))
-            tr = pd.DataFrame({'item': rs['item'].to_numpy(), 'prompt': '', 'response': rs['response'].to_numpy()})
-        else: tr = pd.DataFrame({'item': rows['item'].unique(), 'prompt': ''})   # choices and log-likelihoods are not kept
-        atomic_parquet(tr.join(values, on='item'), udir/'transcript.parquet')
-        atomic_write(udir/'unit.json', json.dumps({k: v for k, v in r.items() if k != 'model'}, indent=1))   # last: the unit counts once whole
-        n += 1
-    return n
-
-def load_study(dir, # folder written by `export_study`
-              ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "(items, models) of an exported study, ready for `build_cube`."
-    d = Path(dir)
-    if not (d/'items.parquet').exists(): raise FileNotFoundError(f"no exported study in {d} (items.parquet missing): run safedrift study first")
-    items = pd.read_parquet(d/'items.parquet')
-    models = read_models_csv(d/'models.csv')
-    if items['cluster'].eq('').all(): items = items.drop(columns='cluster')
-    return items, models
+# %% ../nbs/96_study.ipynb #e9600001
+_all_ = ['STUDY_KEYS', 'study_models', 'parse_study', 'read_study', 'ITEM_COLUMNS', 'BENCH_COLUMNS', 'export_study', 'restore_run', 'load_study']
 
 # %% ../nbs/96_study.ipynb #cf6f1b72
 _PREDICTOR_SKIP = {'seed', 'threads', 'train_seconds', 'dropout', 'weight_decay', 'warmup', 'epochs', 'max_length',

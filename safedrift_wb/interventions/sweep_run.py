@@ -28,6 +28,8 @@ from ..finetune.corpora import corpus_path
 from ..finetune.plan import FinetunePlan, adapter_digest, parse_finetune, weights_digest
 from ..finetune.train import finetune, resolve_base
 from ..finetune.family import eval_models
+from ..finetune.study_plan import parse_study
+from ..runs.export import export_study, restore_run
 from .weights import checkpoint_point, safe_lora_point, scaled_adapter_point
 from .sweep_plan import SweepSpec, parse_sweep
 
@@ -48,7 +50,6 @@ def read_sweep(
     spec = parse_sweep(raw, path)
     ft = None
     if 'study' in raw:   # a study plan: models from its fine-tuning plans; without `reuse`, units from its committed export
-        from safedrift_wb.study import parse_study   # the study module builds on this one: imported when used
         plan, study = parse_study(raw, path, data=data)
         ft = parse_finetune(raw, path) if 'finetune' in raw else None
         if spec.reuse is None and isinstance(study.get('items'), str):
@@ -258,7 +259,6 @@ def reuse_units(src, # run directory, or a folder written by `export_study`
     "Bring the finished units of models `ids` into run directory `dst`: copied from a run directory, rebuilt from an exported study."
     if src is None: return 0
     if (Path(src)/'units.jsonl').is_file():
-        from safedrift_wb.study import restore_run   # the study module builds on this one: imported when used
         return restore_run(src, dst, models=set(ids))
     return _copy_units(src, dst, ids)
 
@@ -354,7 +354,6 @@ def sweep(
         save_cube(cube, out/'cube.nc')
         if spec.cube is not None: save_cube(cube, spec.cube)
         if spec.items is not None:   # the results to commit: item values, model table, responses, unit records (no prompts)
-            from safedrift_wb.study import export_study   # imported when used, as above
             export_study(run_dir, spec.items, benchmarks=plan.benchmarks, units=want)
     return SweepResult(out=out, grid=grid, status=status, cube=cube, notes=notes + [f"FAILED {r.model} / {r.benchmark}: {r.error}" for r in failed.itertuples()])
 
