@@ -251,7 +251,8 @@ def intervention_answer(cube:xr.Dataset, # the benign cube
         for d in sorted({str(s) for s in sw.coords['sweep_of'].values if str(s)} if 'sweep_of' in sw.coords else ()):
             r = smallest_intervention(sw, d, alpha=alpha)
             t = r.table[r.table.kind.isin(list(names))]
-            level = lambda m: float(t.at[m, 'safe_lora'] if t.at[m, 'kind'] == 'safe-lora' else t.at[m, 'safety_mix'] if t.at[m, 'kind'] == 'safety-mix' else t.at[m, 'alpha'])
+            col = {'safe-lora': 'safe_lora', 'safety-mix': 'safety_mix'}   # the coordinate a point's level is read from (else alpha)
+            level = lambda m: float(t.at[m, col.get(t.at[m, 'kind'], 'alpha')])
             u0 = _utility(sw, d)
             group = {'derivative': 0, 'interpolate': 0, 'safety-mix': 1, 'safe-lora': 2}   # the derivative, then towards the base
             order = sorted(t.index, key=lambda m: (group[t.at[m, 'kind']], -level(m) if group[t.at[m, 'kind']] == 0 else level(m)))
