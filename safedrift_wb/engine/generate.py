@@ -8,10 +8,10 @@ import copy
 import torch
 from tqdm.auto import tqdm
 from transformers import cache_utils
-from .lm import encode_texts, pad_rows
+from .lm import encode_texts, fits, pad_rows
 
 # %% auto #0
-__all__ = ['cut_at_stop', 'prefix_groups', 'GenerationMixin']
+__all__ = ['cut_at_stop', 'prefix_groups', 'prefill_pieces', 'GenerationMixin']
 
 # %% ../../nbs/43_generate.ipynb #8faf2852
 def cut_at_stop(text:str, stops:list[str]) -> tuple[str, bool]:
@@ -21,19 +21,18 @@ def cut_at_stop(text:str, stops:list[str]) -> tuple[str, bool]:
 
 # %% ../../nbs/43_generate.ipynb #1d18153d
 _DynamicLayer = getattr(cache_utils, "DynamicLayer", None)  # older transformers: caches are rebuilt by concatenation, as they come
+_SlidingLayer = getattr(cache_utils, "DynamicSlidingWindowLayer", None)
 
 _MIN_PREFIX = 8  # a prompt prefix shared by every prompt of a call is computed once when at least this long
 
-def _plain_layers(cache) -> bool:
-    "Whether `cache` holds only plain full-attention layers, the kind `_grow_cache` can rebuild."
-    return (_DynamicLayer is not None and bool(getattr(cache, "layers", None))
-            and all(type(l) is _DynamicLayer and l.is_initialized for l in cache.layers))
-
 if _DynamicLayer is not None:
     class _GrowLayer(_DynamicLayer):
-        "A full-attention cache layer that writes new keys and values into a preallocated buffer."
-        def __init__(self, keys:torch.Tensor, values:torch.Tensor, rows:int, capacity:int):
+        """A cache layer that writes new keys and values into a preallocated buffer. With a `window` it stands for a
+        sliding-window layer whose window holds the whole sequence: the model still builds its windowed mask, which
+        then cuts nothing."""
+        def __init__(self, keys:torch.Tensor, values:torch.Tensor, rows:int, capacity:int, window:int|None=None):
             super().__init__()
+            if window is not None: self.is_sliding, self.sliding_window = True, window
             n = keys.shape[-2]
             self._k = keys.new_empty((rows, *keys.shape[1:-2], max(capacity, n), keys.shape[-1]))
             self._v = values.new_empty((rows, *values.shape[1:-2], max(capacity, n), values.shape[-1]))
@@ -58,18 +57,43 @@ if _DynamicLayer is not None:
             self._k, self._v = self._k[indices], self._v[indices]
             self._views()
 
+def _window(layer) -> int|None:
+    "The attention window of a cache layer, None for full attention."
+    return getattr(layer, "sliding_window", None) if getattr(layer, "is_sliding", False) else None
+
+def _full_within(layer, span:int) -> bool:
+    """Whether `layer` attends to every earlier position of a sequence of `span` positions: a full-attention layer,
+    or a sliding-window layer (Gemma 3) whose window holds the whole sequence, so that its window never cuts."""
+    if type(layer) is _DynamicLayer: return True
+    if type(layer) is _GrowLayer: return _window(layer) is None or span < _window(layer)
+    return (_SlidingLayer is not None and type(layer) is _SlidingLayer
+            and span < layer.sliding_window and not layer.record_past)
+
+def _plain_layers(cache, span:int) -> bool:
+    """Whether `cache` holds only layers that `_grow_cache` can rebuild for sequences of at most `span` positions:
+    full-attention layers, and sliding-window layers whose window is longer than `span`."""
+    return (_DynamicLayer is not None and bool(getattr(cache, "layers", None))
+            and all(l.is_initialized and _full_within(l, span) for l in cache.layers))
+
 def _grow_cache(cache, rows:int, capacity:int):
     "A copy of a plain `cache` (one row, or `rows` rows) with room for `capacity` positions, filled in place."
     new = copy.copy(cache)
-    new.layers = [_GrowLayer(l.keys, l.values, rows, capacity) for l in cache.layers]
+    new.layers = [_GrowLayer(l.keys, l.values, rows, capacity, _window(l)) for l in cache.layers]
     return new
 
-_GROUP_PREFIX = 48  # prompts sharing this many tokens beyond the call's common prefix (a template) share their own prefix cache
+def _merge_caches(parts:list, capacity:int) -> tuple:
+    """(cache, mask) holding the rows of several plain caches [(cache, attention mask)], each right-aligned to the
+    widest by masked left padding, with room for `capacity` positions: prompts prefilled apart, decoded together."""
+    width, rows = max(m.shape[1] for _, m in parts), sum(m.shape[0] for _, m in parts)
+    pad = lambda t, w: torch.nn.functional.pad(t, (0, 0, width - w, 0))   # keys and values: (rows, heads, positions, dim)
+    new = copy.copy(parts[0][0])
+    new.layers = [_GrowLayer(torch.cat([pad(c.layers[i].keys, m.shape[1]) for c, m in parts]),
+                             torch.cat([pad(c.layers[i].values, m.shape[1]) for c, m in parts]),
+                             rows, capacity, _window(layer)) for i, layer in enumerate(parts[0][0].layers)]
+    mask = torch.cat([torch.nn.functional.pad(m, (width - m.shape[1], 0)) for _, m in parts])
+    return new, mask
 
-# On a CPU a decoding step costs about as much as 30 prompt tokens, whatever its rows (the weights are read once per
-# step: `bench/bench_generate.py --step-costs`); a batch stops taking shorter prompts once their padding would cost
-# more than the decoding steps of another batch, about this many padding tokens per new token.
-_PAD_STEPS = 32
+_GROUP_PREFIX = 48  # prompts sharing this many tokens beyond the call's common prefix (a template) share their own prefix cache
 
 def _lcp(a:list[int], b:list[int]) -> int:
     "Length of the common prefix of two token lists."
@@ -81,7 +105,7 @@ def prefix_groups(enc:list[list[int]], # the prompts' tokens
                   extra:int=_GROUP_PREFIX, # tokens a group must share beyond what every prompt shares
                  ) -> list[list[int]]:
     """Prompt indices in groups that share a long prefix (prompts written from one template), then the rest: each
-    group is generated with its own prefix computed once. One group of all prompts when none share that much."""
+    group is prefilled with its own prefix computed once. One group of all prompts when none share that much."""
     if len(enc) < 3: return [list(range(len(enc)))]
     floor = len(_common_prefix(enc)) + extra
     order = sorted(range(len(enc)), key=lambda i: (enc[i], i))   # prompts with a common prefix sort next to each other
@@ -104,26 +128,67 @@ def _common_prefix(seqs:list[list[int]]) -> list[int]:
         n = k
     return first[:n]
 
+def prefill_pieces(units:list, # [(prompt index, tokens)] of one batch, longest first
+                   group_of:dict, # prompt index -> its prefix group
+                   shared:list[int], # tokens of each group's shared prefix (0: none)
+                  ) -> list[tuple[int, list]]:
+    """The batch's prompts in pieces [(group, units)] that are prefilled apart: one prefix group each, cut where a
+    prompt's own tokens (after its group's prefix) would be padded by more than a quarter (`fits`)."""
+    by_group = {}
+    for u in units: by_group.setdefault(group_of[u[0]], []).append(u)
+    pieces = []
+    for g, us in by_group.items():
+        cur, top = [us[0]], len(us[0][1]) - shared[g]
+        for u in us[1:]:
+            n = len(u[1]) - shared[g]
+            if fits(top, n, len(cur) * top): cur.append(u)
+            else: pieces.append((g, cur)); cur, top = [u], n
+        pieces.append((g, cur))
+    return pieces
+
 # %% ../../nbs/43_generate.ipynb #42a4f491
 class GenerationMixin:
-    "Batched generation with a shared prompt prefix and an in-place key/value cache, mixed into `LM` over `LMBase`."
-    def _gen_batch(self, units:list, rows:int, tokens:int|None, max_new_tokens:int, stops:list[str],
-                   temperature:float, seed:int, prefix:tuple|None=None, seeds:list|None=None) -> list:
-        "Generated texts for `units` [(prompt index, prompt tokens)] decoded together, after the shared `prefix` (tokens, cache)."
+    "Batched generation with shared prompt prefixes and an in-place key/value cache, mixed into `LM` over `LMBase`."
+    def _prefill(self, units:list, prefix:tuple|None, room:int) -> tuple:
+        """(logits of each row's last prompt token, cache, attention mask, next positions) of `units` [(prompt index,
+        tokens)] after the shared `prefix` (tokens, cache); the cache grown in place with `room` free positions where
+        it can be, and left as the model returns it otherwise."""
         P = len(prefix[0]) if prefix else 0
         ids, mask, pos, _ = pad_rows([t[P:] for _, t in units], self.pad_id, "left", self.device)
-        n_rows, room = ids.shape[0], ids.shape[1] + max_new_tokens
+        n_rows, span = ids.shape[0], P + ids.shape[1] + room
         if prefix:  # the suffixes continue the shared prefix's cache: mask [prefix | left padding | suffix]
             mask = torch.cat([mask.new_ones((n_rows, P)), mask], 1)
-            h, cache = self._forward(ids, mask, pos + P, past_key_values=_grow_cache(prefix[1], n_rows, P + room))
+            h, cache = self._forward(ids, mask, pos + P, past_key_values=_grow_cache(prefix[1], n_rows, span))
         else:
             h, cache = self._forward(ids, mask, pos)
-            if _plain_layers(cache): cache = _grow_cache(cache, n_rows, room)
-        logits = self._project(h[:, -1])
+            if room and _plain_layers(cache, span): cache = _grow_cache(cache, n_rows, span)
+        return self._project(h[:, -1]), cache, mask, pos[:, -1:] + P
+
+    def _gen_batch(self, units:list, rows:int, tokens:int|None, max_new_tokens:int, stops:list[str],
+                   temperature:float, seed:int, prefixes:list, group_of:dict, seeds:list|None=None) -> list:
+        """Generated texts for `units` [(prompt index, prompt tokens)]: prefilled in pieces (one prefix group each,
+        little padding), then decoded together in one cache."""
+        shared = [len(p[0]) if p else 0 for p in prefixes]
+        pieces = prefill_pieces(units, group_of, shared)
+        dec = lambda us, logits, cache, mask, pos: self._decode(us, logits, cache, mask, pos, max_new_tokens, stops, temperature, seed, seeds)
+        if len(pieces) == 1:
+            g, us = pieces[0]
+            return dec(us, *self._prefill(us, prefixes[g], max_new_tokens))
+        parts = [(us, *self._prefill(us, prefixes[g], 0)) for g, us in pieces]
+        capacity = max(p[3].shape[1] for p in parts) + max_new_tokens
+        if not all(_plain_layers(p[2], capacity) for p in parts):  # caches that cannot be merged: each piece alone
+            return [r for p in parts for r in dec(*p)]
+        cache, mask = _merge_caches([(p[2], p[3]) for p in parts], capacity)
+        return dec([u for p in parts for u in p[0]], torch.cat([p[1] for p in parts]), cache, mask,
+                   torch.cat([p[4] for p in parts]))
+
+    def _decode(self, units:list, logits:torch.Tensor, cache, mask:torch.Tensor, pos:torch.Tensor, max_new_tokens:int,
+                stops:list[str], temperature:float, seed:int, seeds:list|None) -> list:
+        "Texts generated for `units` from their prefilled state: first logits, cache, attention mask, next positions."
         gens = [[] for _ in units]
         row_unit = list(range(len(units)))  # unit of each cache row
         live = [True] * len(units)  # rows still generating; finished rows stay in the cache until compaction
-        cur_mask, cur_pos = mask, pos[:, -1:] + P
+        cur_mask, cur_pos = mask, pos
         gen = None
         if temperature > 0:
             gen = [torch.Generator(device=self.device).manual_seed((seed * 1_000_003 + i) % (1 << 63) if seeds is None else seeds[i] % (1 << 63))
@@ -157,14 +222,14 @@ class GenerationMixin:
         return [(i, cut_at_stop(self.tokenizer.decode(g, skip_special_tokens=True), stops)[0])
                 for (i, _), g in zip(units, gens)]
 
-    def _shared_prefix(self, enc:list[list[int]]) -> tuple|None:
+    def _shared_prefix(self, enc:list[list[int]], max_new_tokens:int) -> tuple|None:
         "(tokens, cache) of the prompt prefix shared by all `enc`, computed once; None when short or not reusable."
         pre = _common_prefix(enc)
         pre = pre[:min(len(e) for e in enc) - 1]  # every prompt keeps a token of its own, whose logits start decoding
         if len(pre) < _MIN_PREFIX or _DynamicLayer is None: return None
         ids = torch.tensor([pre], device=self.device)
         _, cache = self._forward(ids, torch.ones_like(ids), torch.arange(len(pre), device=self.device)[None])
-        if not _plain_layers(cache): return None
+        if not _plain_layers(cache, max(len(e) for e in enc) + max_new_tokens): return None  # the longest batch fits
         self.stats["prefix_tokens_shared"] += len(pre) * (len(enc) - 1)
         return pre, cache
 
@@ -201,28 +266,19 @@ class GenerationMixin:
         self._note_truncation(trunc, "prompts", room)
         units = sorted(enumerate(enc), key=lambda u: (-len(u[1]), u[0]))
 
-        pad_budget = _PAD_STEPS * max_new_tokens if self.device.type == "cpu" else None
-
         def take(units, i, rows, tokens):
             left = len(units) - i  # rows split evenly over the batches still needed: 100 prompts at 96 rows -> 50 + 50
             rows = -(-left // -(-left // rows))
-            j, pad, top = i + 1, 0, len(units[i][1])
-            while j < len(units) and j - i < rows and (tokens is None or (j - i + 1) * (top + max_new_tokens) <= tokens):
-                pad += top - len(units[j][1])   # units are sorted longest first: row j is padded up to the batch's first
-                if pad_budget is not None and pad > pad_budget: break
-                j += 1
+            j, top = i + 1, len(units[i][1])   # units are sorted longest first: the batch's cache is as wide as its first
+            while j < len(units) and j - i < rows and (tokens is None or (j - i + 1) * (top + max_new_tokens) <= tokens): j += 1
             return j
 
         with torch.inference_mode(), tqdm(total=len(prompts), disable=not progress, desc="generate", unit="prompt") as pbar:
-            done = []
             groups = prefix_groups(enc)   # prompts from one template share its prefix; the rest share what all share
             group_of = {i: g for g, idx in enumerate(groups) for i in idx}
-            members = [[] for _ in groups]   # each group's units, in the longest-first order of `units`
-            for u in units: members[group_of[u[0]]].append(u)
-            for idx, us in zip(groups, members):
-                prefix = self._shared_prefix([enc[i] for i in idx])
-                run = lambda us, rows, tokens, prefix=prefix: self._gen_batch(us, rows, tokens, max_new_tokens, stops, temperature, seed, prefix, seeds)
-                done += self._run_adaptive("generate", us, take, run, pbar)
+            prefixes = [self._shared_prefix([enc[i] for i in idx], max_new_tokens) for idx in groups]
+            run = lambda us, rows, tokens: self._gen_batch(us, rows, tokens, max_new_tokens, stops, temperature, seed, prefixes, group_of, seeds)
+            done = self._run_adaptive("generate", units, take, run, pbar)
         out = [None] * len(prompts)
         for i, text in done:
             assert out[i] is None, f"prompt {i} generated twice"
