@@ -11,7 +11,7 @@ import pandas as pd
 from .analysis import contradiction, heterogeneity
 from .common.args import command_parser, parse
 from .common.errors import UsageError
-from .common.validate import arg_count, arg_prob, check_output_path
+from .common.validate import arg_count, arg_prob, check_output_path, plan_relative
 from .cube import build_cube, format_summary, load_cube, save_cube, summarize
 from .engine.smollm import smollm2_gguf
 from .example import load_example
@@ -159,7 +159,7 @@ def study_ready(plan_path=None, models=SLICE_MODELS) -> bool:
         plan, study, _ = slice_plan(plan_path, models=models, limit=1)
     except Exception: return False
     base = Path(plan.path).resolve().parent
-    rel = lambda p: Path(p) if Path(p).is_absolute() else (base/p).resolve()
+    rel = lambda p: plan_relative(p, base)
     return bool(study.get('items')) and (rel(study['items'])/'items.parquet').exists() and bool(study.get('cube')) and rel(study['cube']).exists()
 
 def slice_html(summary:pd.DataFrame|None, # `compare_slice`'s summary (None: no committed results to compare with)
@@ -190,7 +190,7 @@ def run_study_demo(out, # output folder
     t0 = time.time(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
     plan, study, left_out = slice_plan(plan_path, data=data, models=models, limit=limit)
     base = Path(plan.path).resolve().parent
-    rel = lambda p: Path(p) if Path(p).is_absolute() else (base/p).resolve()
+    rel = lambda p: plan_relative(p, base)
     if workers == 'auto': workers = default_workers(len(plan.models))
     status = evaluate(plan, out/'run', workers=None if workers in (None, 1) else workers, progress=progress)
     t_eval = time.time() - t0

@@ -14,7 +14,7 @@ import pandas as pd
 from .common.args import command_parser, parse
 from .common.errors import PlanError, UsageError
 from .common.io import atomic_parquet
-from .common.validate import check_output_path, read_plan_toml
+from .common.validate import check_output_path, plan_relative, read_plan_toml
 from .cube import build_cube, load_cube, save_cube
 from .interventions.sweep_plan import parse_sweep
 from tqdm.auto import tqdm
@@ -81,7 +81,7 @@ def study_base_perplexity(plan, # the study's `Plan`
     specs = {m.id: m for m in plan.models}
     runs = {}
     for fp in study.get('plans', []):
-        fp = Path(fp) if Path(fp).is_absolute() else (Path(base_dir)/fp).resolve()
+        fp = plan_relative(fp, base_dir)
         ft = read_finetune(fp)
         runs.update({r.name: (ft, r) for r in ft.runs})
     groups = {}
@@ -171,7 +171,7 @@ def run_study(plan, study:dict, out, # the Plan and [study] table of `read_study
     "Evaluate the study (resumable), export its item results and write its cube (and the second judge's); returns paths, status and timings."
     t0 = time.time()
     if workers == 'auto': workers = default_workers(len(plan.models))
-    rel = lambda p: Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
+    rel = lambda p: plan_relative(p, base_dir)
     Path(out).mkdir(parents=True, exist_ok=True)
     with run_lock(out):   # the committed results first: only what they lack is evaluated
         restored = restore_run(rel(study.get('items', Path(out)/'export')), out, models={m.id for m in plan.models}) if restore else 0
@@ -212,7 +212,7 @@ def cli_study(argv:list[str]) -> int:
     if a.train:
         raw = read_plan_toml(path)
         for fp in (raw.get('study') or {}).get('plans', []):
-            fp = Path(fp) if Path(fp).is_absolute() else (path.resolve().parent/fp).resolve()
+            fp = plan_relative(fp, path.resolve().parent)
             if 'finetune' in read_plan_toml(fp): finetune_pkg.cli_finetune([str(fp)] + (['--no-progress'] if a.no_progress else []))
     plan, study = read_study(path, data=a.data, limit=a.limit)
     out = a.out or plan.output
@@ -222,7 +222,7 @@ def cli_study(argv:list[str]) -> int:
     if a.export_only:
         if not (Path(out)/'models.csv').exists(): raise UsageError(f"--export-only: {out} is not a run directory of this study yet (no models.csv)")
         dest = study.get('items', Path(out)/'export')
-        dest = Path(dest) if Path(dest).is_absolute() else (path.resolve().parent/dest).resolve()
+        dest = plan_relative(dest, path.resolve().parent)
         paths = export_study(out, dest, benchmarks=plan.benchmarks)   # reads finished units only (each unit.json is written last): safe beside a running evaluation
         n = sum(1 for l in paths['records'].read_text().splitlines() if l.strip())
         print(f"exported {n} finished units of {len(plan.models)*len(plan.benchmarks)}\n" + '\n'.join(f"wrote {v}" for v in paths.values()))

@@ -14,7 +14,7 @@ from .errors import PlanError, SchemaError, UsageError
 # %% auto #0
 __all__ = ['one_line', 'check_model_id', 'model_dir_name', 'model_id_from_dir', 'check_number', 'arg_number', 'arg_prob',
            'arg_count', 'arg_seed', 'read_text', 'read_plan_toml', 'check_not_empty', 'read_input_table',
-           'atomic_output', 'check_output_path', 'write_output']
+           'plan_relative', 'atomic_output', 'check_output_path', 'write_output']
 
 # %% ../../nbs/00g_validate.ipynb #29d52e69
 _CTRL = re.compile(r'[\x00-\x1f\x7f-\x9f]')
@@ -149,6 +149,14 @@ def read_input_table(path, # .parquet, .csv or .tsv file
     if miss: raise SchemaError(f"{what} {p}: missing column(s) {miss}; have {list(df.columns)}")
     if not allow_empty: check_not_empty(df, f"{what} {p}", UsageError)
     return df
+
+# %% ../../nbs/00g_validate.ipynb #planpath2
+def plan_relative(p, # a path written in a plan: absolute, `~/...`, or relative to the plan's folder
+                  base_dir, # the plan's folder
+                 ) -> Path:
+    "A path named in a plan: absolute and `~` paths as written, relative ones resolved against the plan's folder."
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else (Path(base_dir)/q).resolve()
 
 # %% ../../nbs/00g_validate.ipynb #c52e23c4
 def atomic_output(path, # the file to write

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from ..common.errors import PlanError
 from ..common.io import check_keys, files_sha256
-from ..common.validate import check_number, read_plan_toml
+from ..common.validate import check_number, plan_relative, read_plan_toml
 from .corpora import read_corpus
 
 # %% auto #0
@@ -178,7 +178,7 @@ def parse_finetune(
     defaults = ft.get('defaults', {})
     check_keys(f"{name}: [finetune.defaults]", defaults, {k: v for k, v in RUN_KEYS.items() if k != 'name'})
     if not ft.get('runs'): raise PlanError(f"{name}: no [[finetune.runs]] given")
-    rel = lambda p: Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
+    rel = lambda p: plan_relative(p, base_dir)
     runs = []
     for i, r in enumerate(ft['runs']):
         w = f"{name}: [[finetune.runs]][{i}]"

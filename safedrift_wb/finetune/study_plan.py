@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from ..common.errors import PlanError, UsageError
 from ..common.io import check_keys
-from ..common.validate import read_plan_toml
+from ..common.validate import plan_relative, read_plan_toml
 from .plan import read_finetune
 from .family import eval_models
 from ..runs import parse_plan
@@ -33,7 +33,7 @@ def study_models(study:dict, # the plan's [study] table
     models, seen, known = [], {}, set()
     for i, p in enumerate(study['plans']):
         if not isinstance(p, str) or not p: raise PlanError(f"{where}: [study].plans[{i}]: expected a path, got {p!r}")
-        fp = Path(p) if Path(p).is_absolute() else (base_dir/p).resolve()
+        fp = plan_relative(p, base_dir)
         if not fp.exists(): raise PlanError(f"{where}: [study].plans[{i}]: not found: {fp}")
         ft = read_finetune(fp)
         known |= set(ft.model_table().index)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from ..common.errors import PlanError
 from ..common.io import check_keys
-from ..common.validate import check_model_id, check_number
+from ..common.validate import check_model_id, check_number, plan_relative
 
 # %% auto #0
 __all__ = ['SWEEP_KEYS', 'SweepSpec', 'parse_sweep']
@@ -67,8 +67,7 @@ def parse_sweep(
         v = s.get(k)
         if v is None: return None
         if not v.strip(): raise PlanError(f"{where}.{k}: an empty path")
-        v = Path(v).expanduser()
-        return v if v.is_absolute() else (base_dir/v).resolve()
+        return plan_relative(v, base_dir)
     reuse, items, cube = where_to('reuse'), where_to('items'), where_to('cube')
     if cube is not None and cube.suffix != '.nc': raise PlanError(f"{where}.cube: a cube file ends in .nc, got {cube.name!r}")
     n_boot, ci = s.get('n_boot', 2000), float(s.get('ci_prob', 0.95))

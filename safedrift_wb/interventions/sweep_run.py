@@ -18,7 +18,7 @@ import xarray as xr
 from ..common.args import command_parser, parse
 from ..common.errors import PlanError, SchemaError, UsageError
 from ..common.io import atomic_parquet, atomic_write, file_sha256
-from ..common.validate import check_output_path, read_plan_toml
+from ..common.validate import check_output_path, plan_relative, read_plan_toml
 from ..common.versions import versions
 from ..schema import ancestry
 from ..cube import build_cube, save_cube
@@ -53,8 +53,7 @@ def read_sweep(
         plan, study = parse_study(raw, path, data=data)
         ft = parse_finetune(raw, path) if 'finetune' in raw else None
         if spec.reuse is None and isinstance(study.get('items'), str):
-            items = Path(study['items'])
-            spec = dataclasses.replace(spec, reuse=items if items.is_absolute() else ((Path(path).resolve().parent if path else Path.cwd())/items).resolve())
+            spec = dataclasses.replace(spec, reuse=plan_relative(study['items'], Path(path).resolve().parent if path else Path.cwd()))
     elif 'finetune' in raw:
         ft = parse_finetune(raw, path)
         if not raw.get('models'):
