@@ -72,11 +72,14 @@ def finished_models(out: Path, plan) -> dict:
     return done
 
 
+CHECK = ["same_values", "values", "same_responses", "responses"]
+
+
 def check_models(out: Path, export: Path, models: list[str]) -> dict:
-    "{model: (same item values, values, same responses, responses)} of the run against the committed study."
+    "{model: {same_values, values, same_responses, responses}} of the run against the committed study."
     summary, _ = compare_slice(out, export)
-    s = summary[summary.model.isin(models)].groupby("model")[["same_values", "values", "same_responses", "responses"]].sum()
-    return {m: tuple(int(x) for x in s.loc[m]) for m in s.index}
+    s = summary[summary.model.isin(models)].groupby("model")[CHECK].sum()
+    return {m: {k: int(s.loc[m, k]) for k in CHECK} for m in s.index}
 
 
 def by_cost(plan, export: Path, family: dict) -> list:
@@ -132,7 +135,7 @@ def main(argv=None) -> int:
         todo = [m for m, d in rec["models"].items() if "check" not in d]
         if todo and out.exists():
             for m, c in check_models(out, export, todo).items():
-                rec["models"][m].update(check=c, identical=c[0] == c[1] and c[2] == c[3])
+                rec["models"][m].update(check=c, identical=c["same_values"] == c["values"] and c["same_responses"] == c["responses"])
             save_record(rec, rec_path)
         print(summarise(rec, len(plan.models)))
         return 0
